@@ -1,0 +1,213 @@
+//! One `Config` for the binary and the embedded node: documented defaults,
+//! loaded from TOML and overridden by flags (`shoal serve --help` shows the
+//! same names).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{EvictionPolicy, StoreConfig};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for [`Config`].
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// What the TOML parser said.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        /// The setting's name as in the file and flags.
+        name: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// Everything a node needs to start. Field names are the TOML keys; flags of
+/// `shoal serve` use the same names with dashes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// RESP (client) listen address. Default 127.0.0.1:7379.
+    pub listen: SocketAddr,
+    /// Memory limit in bytes for keys, values and overhead; 0 = unlimited.
+    /// In TOML and flags a size such as `512mb` or `2gb` is accepted.
+    #[serde(with = "size_serde")]
+    pub maxmemory: u64,
+    /// Eviction policy (Redis names plus `fifo` and `s3-fifo`, the default).
+    pub eviction: EvictionPolicy,
+    /// Password clients must send with AUTH / HELLO AUTH; none by default.
+    pub requirepass: Option<String>,
+    /// Number of partitions P (part of the cluster identity). Default 4096.
+    pub partitions: u32,
+    /// Maximum simultaneous client connections (Redis `maxclients`).
+    pub maxclients: usize,
+    /// Largest bulk string a client may send (Redis `proto-max-bulk-len`).
+    #[serde(with = "size_serde")]
+    pub proto_max_bulk_len: u64,
+    /// Largest multibulk (argument count) a client may send.
+    pub proto_max_multibulk_len: u64,
+    /// Largest inline command line (Redis: 64 KiB).
+    #[serde(with = "size_serde")]
+    pub proto_inline_max_size: u64,
+    /// Log filter when `RUST_LOG` is unset (e.g. `info`, `shoal=debug`).
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7379)),
+            maxmemory: 0,
+            eviction: EvictionPolicy::default(),
+            requirepass: None,
+            partitions: 4096,
+            maxclients: 10_000,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            proto_max_multibulk_len: 1024 * 1024,
+            proto_inline_max_size: 64 * 1024,
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Load a TOML file; keys missing from the file keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check ranges that types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.partitions == 0 || self.partitions > 1 << 20 {
+            return Err(ConfigError::Invalid {
+                name: "partitions",
+                reason: "must be between 1 and 1048576".into(),
+            });
+        }
+        if self.maxclients == 0 {
+            return Err(ConfigError::Invalid {
+                name: "maxclients",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.proto_max_bulk_len < 1024 {
+            return Err(ConfigError::Invalid {
+                name: "proto-max-bulk-len",
+                reason: "must be at least 1kb".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The store part of the configuration.
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig {
+            partitions: self.partitions,
+            maxmemory: self.maxmemory,
+            policy: self.eviction,
+        }
+    }
+}
+
+/// Parse a size the way redis.conf does: a plain number of bytes, or a
+/// number with a unit `k`, `kb`, `m`, `mb`, `g`, `gb` (case-insensitive;
+/// `k` = 1000, `kb` = 1024 as in Redis).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size '{s}'"))?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return Err(format!("invalid size unit in '{s}' (use b, kb, mb, gb)")),
+    };
+    n.checked_mul(mul).ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+/// Serde for sizes: accepts an integer or a string such as "512mb".
+mod size_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*v)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(n),
+            Raw::Text(t) => super::parse_size(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_redis_conf() {
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("1k"), Ok(1000));
+        assert_eq!(parse_size("1kb"), Ok(1024));
+        assert_eq!(parse_size("512MB"), Ok(512 << 20));
+        assert_eq!(parse_size("2gb"), Ok(2 << 30));
+        assert!(parse_size("12xb").is_err());
+        assert!(parse_size("mb").is_err());
+        assert!(parse_size("99999999999999999999gb").is_err());
+    }
+
+    #[test]
+    fn toml_file_overrides_only_what_it_names() {
+        let cfg: Config = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nmaxmemory = \"64mb\"\neviction = \"allkeys-lru\"\n",
+        )
+        .expect("valid toml");
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.maxmemory, 64 << 20);
+        assert_eq!(cfg.eviction, EvictionPolicy::AllKeysLru);
+        assert_eq!(cfg.partitions, 4096);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
+    }
+}
