@@ -152,7 +152,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gb" => 1 << 30,
         _ => return Err(format!("invalid size unit in '{s}' (use b, kb, mb, gb)")),
     };
-    n.checked_mul(mul).ok_or_else(|| format!("size '{s}' is too large"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("size '{s}' is too large"))
 }
 
 /// Serde for sizes: accepts an integer or a string such as "512mb".

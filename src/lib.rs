@@ -2,10 +2,22 @@
 //!
 //! # Layout
 //! - [`store`]: the local engine (partitioned maps, TTL, eviction). Pure.
-//! - `resp`: the Redis protocol: codec, command table, TCP server.
+//! - [`resp`]: the Redis protocol: codec, command table, TCP server.
 //! - [`config`]: one `Config` for the binary and the embedded node.
+//! - [`certs`]: the cluster CA and node certificates.
+//! - [`transport`]: the peer transport trait, QUIC + mTLS and in-memory.
+//! - [`membership`]: SWIM (foca) over the transport; the published view.
+//! - [`ring`]: members -> partition -> replicas. Pure.
+//! - [`cluster`]: routing to owners.
 
 #![forbid(unsafe_code)]
 
+pub mod certs;
+pub mod cluster;
 pub mod config;
+pub mod membership;
+pub mod resp;
+pub mod ring;
+pub mod shutdown;
 pub mod store;
+pub mod transport;

@@ -43,14 +43,24 @@ impl Store {
 
     /// Read a key: the closure sees the live entry or `None`. Counts a hit or
     /// a miss and records the access for the eviction policy.
-    pub fn read<R>(&self, key: &[u8], now: UnixMillis, f: impl FnOnce(Option<EntryRef<'_>>) -> R) -> R {
+    pub fn read<R>(
+        &self,
+        key: &[u8],
+        now: UnixMillis,
+        f: impl FnOnce(Option<EntryRef<'_>>) -> R,
+    ) -> R {
         let _ = (key, now, f);
         todo!()
     }
 
     /// Like [`read`](Self::read) but neither counts stats nor touches
     /// eviction metadata (TTL, TYPE, EXISTS-like inspection, OBJECT ...).
-    pub fn peek<R>(&self, key: &[u8], now: UnixMillis, f: impl FnOnce(Option<EntryRef<'_>>) -> R) -> R {
+    pub fn peek<R>(
+        &self,
+        key: &[u8],
+        now: UnixMillis,
+        f: impl FnOnce(Option<EntryRef<'_>>) -> R,
+    ) -> R {
         let _ = (key, now, f);
         todo!()
     }
@@ -76,20 +86,33 @@ impl Store {
     }
 
     /// Store `value` under `key` unconditionally.
-    pub fn set(&self, key: &[u8], value: Bytes, expires_at: Option<UnixMillis>, now: UnixMillis) -> Result<(), StoreError> {
+    pub fn set(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        expires_at: Option<UnixMillis>,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
         self.update(key, now, |_| (Mutation::Set { value, expires_at }, ()))
     }
 
     /// Remove `key`; true if a live key was removed.
     pub fn delete(&self, key: &[u8], now: UnixMillis) -> bool {
-        self.update(key, now, |e| (Mutation::Delete, e.is_some())).unwrap_or(false)
+        self.update(key, now, |e| (Mutation::Delete, e.is_some()))
+            .unwrap_or(false)
     }
 
     /// Walk the keyspace: partition by partition, in table order, about
     /// `count` keys per step, keeping keys for which `filter` is true.
     /// Guarantees of Redis SCAN: a key present for the whole walk is
     /// returned at least once.
-    pub fn scan(&self, cursor: u64, count: usize, now: UnixMillis, filter: impl FnMut(&[u8]) -> bool) -> ScanPage {
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now: UnixMillis,
+        filter: impl FnMut(&[u8]) -> bool,
+    ) -> ScanPage {
         let _ = (cursor, count, now, filter);
         todo!()
     }

@@ -1,0 +1,1 @@
+//! Cluster CA and node certificates with rcgen (used by the CLI and tests).

@@ -1,0 +1,1 @@
+//! Cluster logic: routing (local vs forward), replication, rebalance.

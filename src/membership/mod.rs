@@ -1,0 +1,1 @@
+//! Membership: foca identity, the gossip task, the published view.

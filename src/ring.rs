@@ -1,0 +1,1 @@
+//! The ring: live members -> partition -> replica list, and its digest. Pure.
