@@ -16,6 +16,7 @@ pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod membership;
+pub mod proto;
 pub mod resp;
 pub mod ring;
 pub mod shutdown;
