@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod certs;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod membership;
