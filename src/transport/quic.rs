@@ -1,0 +1,514 @@
+//! The real peer transport: QUIC (quinn) with mutual TLS (rustls + ring)
+//! against the cluster CA.
+//!
+//! # What this module owns
+//! - one quinn [`Endpoint`] per node, server and client on one UDP socket,
+//!   ALPN `shoal/1`, TLS 1.3 only, the ring provider chosen in code;
+//! - mutual authentication: a peer without a certificate chaining to the
+//!   cluster CA never completes a handshake; every [`Incoming`] carries the
+//!   node name proven by the peer's certificate;
+//! - the connection cache (one connection per peer address, reused in both
+//!   directions, one dial at a time, brief back-off after a failure);
+//! - datagrams (never awaited, dropped and counted when they cannot go) and
+//!   requests (one bidirectional stream each, `u32` length-prefixed frames,
+//!   a size limit and a deadline);
+//! - the counters in [`TransportStats`].
+//!
+//! # What it must not do
+//! Interpret payloads, or trust a peer's claimed identity: the membership
+//! layer compares the proven name (`from`) with what gossip claims.
+//!
+//! # Layout
+//! - `tls`: rustls/quinn configurations, the seed verifier, peer names;
+//! - `peers`: the connection cache;
+//! - `conn`: per-connection driver, request serving, request exchange;
+//! - `frame`: length-prefixed frames;
+//! - `stats`: counters and handshake failure reasons.
+
+mod conn;
+mod frame;
+mod peers;
+mod stats;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{ConnectionError, Endpoint, VarInt};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use self::conn::{ExchangeError, drive, exchange};
+use self::peers::{DatagramAction, DialResult, Lookup, PeerCache, PeerConn};
+pub use self::stats::{HandshakeFailure, HandshakeFailures, StatsSnapshot, TransportStats};
+use self::stats::{add, bump};
+pub use self::tls::ALPN;
+use self::tls::ClientConfigs;
+use super::{BoxFuture, Incoming, IncomingRx, NodeName, PeerAddr, Transport, TransportError};
+use crate::certs::NodeTls;
+use crate::shutdown::{Shutdown, TaskSet};
+
+/// Connection close code: the transport is shutting down.
+const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(0);
+/// Connection close code: we refused the peer after the handshake (no
+/// ALPN, no name, unexpected name).
+const CLOSE_REFUSED: VarInt = VarInt::from_u32(1);
+
+/// Why the transport could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    /// The UDP socket could not be bound (or no tokio runtime is running).
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS (or quinn) said.
+        source: std::io::Error,
+    },
+    /// rustls refused the certificates, key or protocol settings.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Any other invalid setting (verifier, cipher suites, timeouts).
+    #[error("transport configuration: {0}")]
+    Config(String),
+}
+
+/// Everything [`QuicTransport::bind`] needs. Build with
+/// [`QuicConfig::new`] and adjust the public fields.
+#[derive(Debug, Clone)]
+pub struct QuicConfig {
+    /// UDP address to bind (server and client share it). Use port 0 in
+    /// tests.
+    pub listen: SocketAddr,
+    /// Our certificate, key and the cluster CA.
+    pub tls: NodeTls,
+    /// Largest request or reply frame accepted or sent (default 64 MiB).
+    pub max_frame: usize,
+    /// Deadline of a whole request, connect included (default 5 s).
+    pub request_timeout: Duration,
+    /// A connection with no traffic for this long is closed (default 4 s),
+    /// so a dead peer's connection goes away.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval, below the idle timeout (default 1 s).
+    pub keep_alive: Duration,
+    /// How long a failed dial is remembered before dialling again
+    /// (default 250 ms).
+    pub dial_backoff: Duration,
+    /// Datagrams kept per peer while its connection is being set up
+    /// (default 8); more are dropped.
+    pub max_queued_datagrams: usize,
+    /// Capacity of the incoming channel (default 1024). Datagrams beyond it
+    /// are dropped; requests wait (within their deadline).
+    pub incoming_capacity: usize,
+}
+
+impl QuicConfig {
+    /// Defaults for everything but the address and TLS material.
+    pub fn new(listen: SocketAddr, tls: NodeTls) -> Self {
+        QuicConfig {
+            listen,
+            tls,
+            max_frame: 64 << 20,
+            request_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(4),
+            keep_alive: Duration::from_secs(1),
+            dial_backoff: Duration::from_millis(250),
+            max_queued_datagrams: 8,
+            incoming_capacity: 1024,
+        }
+    }
+}
+
+/// Limits the connection tasks consult.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// See [`QuicConfig::max_frame`].
+    max_frame: usize,
+    /// See [`QuicConfig::request_timeout`].
+    request_timeout: Duration,
+}
+
+/// State shared by the transport handle and its tasks.
+struct Inner {
+    /// The one endpoint (server + client).
+    endpoint: Endpoint,
+    /// Where peers reach us.
+    local_addr: SocketAddr,
+    /// Our own node name (from our certificate).
+    name: NodeName,
+    /// Client configurations for named peers and seeds.
+    clients: ClientConfigs,
+    /// Frame size and deadline.
+    limits: Limits,
+    /// The connection cache.
+    peers: PeerCache,
+    /// Where incoming traffic goes.
+    incoming: mpsc::Sender<Incoming>,
+    /// Counters.
+    stats: Arc<TransportStats>,
+    /// Tells every task to stop.
+    shutdown: Shutdown,
+    /// Owns every task spawned by the transport.
+    tasks: TaskSet,
+}
+
+/// The QUIC + mTLS [`Transport`]. Dropping the last handle stops it; call
+/// [`Transport::shutdown`] to also wait for its tasks.
+pub struct QuicTransport {
+    /// Shared state (the tasks hold clones).
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for QuicTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicTransport")
+            .field("name", &self.inner.name)
+            .field("local_addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuicTransport {
+    /// Bind the endpoint and start accepting. Must run inside a tokio
+    /// runtime. Returns the transport and the channel of incoming traffic.
+    pub fn bind(cfg: QuicConfig) -> Result<(Arc<QuicTransport>, IncomingRx), QuicError> {
+        let transport = tls::transport_config(cfg.idle_timeout, cfg.keep_alive)?;
+        let server = tls::server_config(&cfg.tls, transport.clone())?;
+        let clients = tls::client_configs(&cfg.tls, transport)?;
+        let bind_err = |source| QuicError::Bind {
+            addr: cfg.listen,
+            source,
+        };
+        let endpoint = Endpoint::server(server, cfg.listen).map_err(bind_err)?;
+        let local_addr = endpoint.local_addr().map_err(bind_err)?;
+        let (tx, rx) = mpsc::channel(cfg.incoming_capacity.max(1));
+        let inner = Arc::new(Inner {
+            endpoint,
+            local_addr,
+            name: cfg.tls.name.clone(),
+            clients,
+            limits: Limits {
+                max_frame: cfg.max_frame,
+                request_timeout: cfg.request_timeout,
+            },
+            peers: PeerCache::new(cfg.max_queued_datagrams, cfg.dial_backoff),
+            incoming: tx,
+            stats: Arc::new(TransportStats::default()),
+            shutdown: Shutdown::new(),
+            tasks: TaskSet::new(),
+        });
+        inner.tasks.spawn(accept_loop(inner.clone()));
+        tracing::info!(name = %inner.name, addr = %local_addr, "QUIC transport listening");
+        Ok((Arc::new(QuicTransport { inner }), rx))
+    }
+
+    /// The counters (shared; they keep counting).
+    pub fn stats(&self) -> Arc<TransportStats> {
+        self.inner.stats.clone()
+    }
+
+    /// Our node name, as proven by our certificate.
+    pub fn name(&self) -> &NodeName {
+        &self.inner.name
+    }
+}
+
+impl Drop for QuicTransport {
+    fn drop(&mut self) {
+        self.inner.shutdown.trigger();
+        self.inner.endpoint.close(CLOSE_SHUTDOWN, b"shutdown");
+    }
+}
+
+impl Transport for QuicTransport {
+    fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    fn send_datagram(&self, to: &PeerAddr, payload: Bytes) {
+        let inner = &self.inner;
+        if inner.shutdown.is_triggered() {
+            bump(&inner.stats.datagrams_dropped);
+            return;
+        }
+        match inner.peers.datagram(to.addr, to.name.as_ref(), payload) {
+            DatagramAction::Send(peer, payload) => send_now(inner, &peer, payload),
+            DatagramAction::Queued => {}
+            DatagramAction::Dropped => bump(&inner.stats.datagrams_dropped),
+            DatagramAction::StartDial => spawn_dial(inner, to.clone()),
+        }
+    }
+
+    fn request(
+        &self,
+        to: &PeerAddr,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
+        let inner = self.inner.clone();
+        let to = to.clone();
+        Box::pin(async move {
+            let result = if inner.shutdown.is_triggered() {
+                Err(TransportError::Closed)
+            } else if payload.len() > inner.limits.max_frame {
+                bump(&inner.stats.frames_rejected);
+                let msg = format!(
+                    "request of {} bytes exceeds the maximum {}",
+                    payload.len(),
+                    inner.limits.max_frame
+                );
+                Err(TransportError::BadFrame(to.addr, msg))
+            } else {
+                match timeout(
+                    inner.limits.request_timeout,
+                    request_once(&inner, &to, &payload),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(TransportError::Timeout(to.addr)),
+                }
+            };
+            let counter = if result.is_ok() {
+                &inner.stats.requests_out
+            } else {
+                &inner.stats.requests_failed
+            };
+            bump(counter);
+            result
+        })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            inner.shutdown.trigger();
+            inner.endpoint.close(CLOSE_SHUTDOWN, b"shutdown");
+            inner.peers.clear();
+            inner.tasks.join_all().await;
+            // Let the close frames go out; bounded in case a peer is silent.
+            let _ = timeout(Duration::from_secs(1), inner.endpoint.wait_idle()).await;
+            tracing::info!(name = %inner.name, "QUIC transport stopped");
+        })
+    }
+}
+
+/// One request, retried once on a fresh connection when a cached one turns
+/// out to be closed by the peer (e.g. it restarted). A retried request may
+/// have been seen by the old peer process: callers' requests are versioned
+/// and idempotent.
+async fn request_once(
+    inner: &Arc<Inner>,
+    to: &PeerAddr,
+    payload: &[u8],
+) -> Result<Bytes, TransportError> {
+    let (peer, fresh) = connection(inner, to).await?;
+    let err = match exchange(inner, &peer, payload).await {
+        Ok(reply) => return Ok(reply),
+        Err(ExchangeError::Request(e)) => return Err(e),
+        Err(ExchangeError::Conn(e)) => e,
+    };
+    inner.peers.forget(to.addr, peer.conn.stable_id());
+    if fresh || !worth_retry(&err) {
+        return Err(conn_error(to.addr, &err));
+    }
+    tracing::debug!(peer = %peer.name, error = %err, "cached connection was closed; reconnecting");
+    let (peer, _) = connection(inner, to).await?;
+    match exchange(inner, &peer, payload).await {
+        Ok(reply) => Ok(reply),
+        Err(ExchangeError::Request(e)) => Err(e),
+        Err(ExchangeError::Conn(e)) => Err(conn_error(to.addr, &e)),
+    }
+}
+
+/// Whether a connection error means "the peer went away" (a new
+/// connection may work) rather than a refusal or our own shutdown.
+fn worth_retry(err: &ConnectionError) -> bool {
+    match err {
+        ConnectionError::ApplicationClosed(_) | ConnectionError::Reset => true,
+        ConnectionError::ConnectionClosed(_) => !HandshakeFailure::is_tls_refusal(err),
+        _ => false,
+    }
+}
+
+/// Map a connection error to the trait's error.
+fn conn_error(addr: SocketAddr, err: &ConnectionError) -> TransportError {
+    if HandshakeFailure::is_tls_refusal(err) {
+        return TransportError::Refused(addr, err.to_string());
+    }
+    match err {
+        ConnectionError::LocallyClosed => TransportError::Closed,
+        other => TransportError::Unreachable(addr, other.to_string()),
+    }
+}
+
+/// A connection to `to`: cached, or from a dial (ours or one in flight).
+/// The flag says whether it is fresh from a dial.
+async fn connection(inner: &Arc<Inner>, to: &PeerAddr) -> Result<(PeerConn, bool), TransportError> {
+    let rx = match inner.peers.lookup(to.addr, to.name.as_ref()) {
+        Lookup::Ready(peer) => return Ok((peer, false)),
+        Lookup::Fail(e) => return Err(e),
+        Lookup::Wait(rx) => rx,
+        Lookup::StartDial(rx) => {
+            spawn_dial(inner, to.clone());
+            rx
+        }
+    };
+    let peer = rx.await.map_err(|_| TransportError::Closed)??;
+    // We may have joined a dial started without our expected name.
+    if let Some(expected) = &to.name
+        && *expected != peer.name
+    {
+        let msg = format!("peer is {}, expected {expected}", peer.name);
+        return Err(TransportError::Refused(to.addr, msg));
+    }
+    Ok((peer, true))
+}
+
+/// Send a datagram now if it fits the connection's datagram size.
+fn send_now(inner: &Inner, peer: &PeerConn, payload: Bytes) {
+    let len = payload.len();
+    if peer.conn.max_datagram_size().is_none_or(|max| len > max) {
+        bump(&inner.stats.datagrams_dropped);
+        tracing::debug!(peer = %peer.name, len, "datagram too large; dropped");
+        return;
+    }
+    match peer.conn.send_datagram(payload) {
+        Ok(()) => {
+            bump(&inner.stats.datagrams_out);
+            add(&inner.stats.bytes_out, len);
+        }
+        Err(e) => {
+            bump(&inner.stats.datagrams_dropped);
+            tracing::debug!(peer = %peer.name, error = %e, "datagram not sent");
+        }
+    }
+}
+
+/// Spawn the dial to `to`; on success the task goes on to drive the
+/// connection, after flushing the datagrams queued meanwhile.
+fn spawn_dial(inner: &Arc<Inner>, to: PeerAddr) {
+    let inner = inner.clone();
+    let tasks = inner.tasks.clone();
+    tasks.spawn(async move {
+        let stop = inner.shutdown.clone();
+        let result = tokio::select! {
+            _ = stop.wait() => Err(TransportError::Closed),
+            r = dial(&inner, &to) => r,
+        };
+        let queued = inner.peers.dial_done(to.addr, &result);
+        match result {
+            Ok(peer) => {
+                for payload in queued {
+                    send_now(&inner, &peer, payload);
+                }
+                drive(inner, peer).await;
+            }
+            Err(e) => {
+                add(&inner.stats.datagrams_dropped, queued.len());
+                tracing::debug!(peer = %to.addr, error = %e, "dial failed");
+            }
+        }
+    });
+}
+
+/// Connect to `to` and check who answered.
+async fn dial(inner: &Inner, to: &PeerAddr) -> DialResult {
+    let (cfg, server_name) = match &to.name {
+        Some(name) => (inner.clients.named.clone(), name.as_str()),
+        None => (inner.clients.seed.clone(), tls::SEED_SERVER_NAME),
+    };
+    let connecting = inner
+        .endpoint
+        .connect_with(cfg, to.addr, server_name)
+        .map_err(|e| TransportError::Unreachable(to.addr, e.to_string()))?;
+    let conn = match connecting.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            if HandshakeFailure::is_tls_refusal(&e) {
+                let why = HandshakeFailure::classify(&e);
+                inner.stats.handshake_failed(why);
+                tracing::warn!(peer = %to.addr, reason = ?why, error = %e, "handshake refused");
+            }
+            return Err(conn_error(to.addr, &e));
+        }
+    };
+    let peer = authenticate(inner, conn)?;
+    if let Some(expected) = &to.name
+        && *expected != peer.name
+    {
+        inner.stats.handshake_failed(HandshakeFailure::BadName);
+        peer.conn.close(CLOSE_REFUSED, b"unexpected node name");
+        let msg = format!("certificate names {}, expected {expected}", peer.name);
+        return Err(TransportError::Refused(to.addr, msg));
+    }
+    Ok(peer)
+}
+
+/// After a completed handshake (either direction): require ALPN `shoal/1`
+/// and a node name on the peer's certificate.
+fn authenticate(inner: &Inner, conn: quinn::Connection) -> Result<PeerConn, TransportError> {
+    let addr = conn.remote_address();
+    let refuse = |why: HandshakeFailure, msg: &str| {
+        inner.stats.handshake_failed(why);
+        tracing::warn!(peer = %addr, reason = ?why, "{msg}");
+        conn.close(CLOSE_REFUSED, msg.as_bytes());
+        TransportError::Refused(addr, msg.to_owned())
+    };
+    if !tls::speaks_shoal(&conn) {
+        return Err(refuse(
+            HandshakeFailure::BadAlpn,
+            "peer did not negotiate ALPN shoal/1",
+        ));
+    }
+    let Some(name) = tls::peer_name(&conn) else {
+        return Err(refuse(
+            HandshakeFailure::BadName,
+            "peer certificate carries no node name",
+        ));
+    };
+    bump(&inner.stats.handshakes_ok);
+    Ok(PeerConn { conn, name })
+}
+
+/// Accept connections until shutdown; each handshake runs in its own task.
+async fn accept_loop(inner: Arc<Inner>) {
+    let stop = inner.shutdown.clone();
+    loop {
+        let incoming = tokio::select! {
+            _ = stop.wait() => break,
+            i = inner.endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        let inner2 = inner.clone();
+        inner.tasks.spawn(accept_one(inner2, incoming));
+    }
+}
+
+/// Complete one inbound handshake, then drive the connection.
+async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
+    let addr = incoming.remote_address();
+    let stop = inner.shutdown.clone();
+    let result = tokio::select! {
+        _ = stop.wait() => return,
+        r = async { incoming.accept()?.await } => r,
+    };
+    let conn = match result {
+        Ok(conn) => conn,
+        Err(e) => {
+            let why = HandshakeFailure::classify(&e);
+            inner.stats.handshake_failed(why);
+            tracing::warn!(peer = %addr, reason = ?why, error = %e, "inbound handshake failed");
+            return;
+        }
+    };
+    let Ok(peer) = authenticate(&inner, conn) else {
+        return;
+    };
+    tracing::debug!(peer = %peer.name, %addr, "inbound connection");
+    inner.peers.offer_inbound(addr, peer.clone());
+    drive(inner, peer).await;
+}

@@ -1,0 +1,187 @@
+//! Life of one authenticated connection: the driver task that receives its
+//! datagrams and request streams, the handler that answers one request, and
+//! the client side of one request exchange.
+//!
+//! Owns per-connection I/O; must not decide which connection to use (that
+//! is the peer cache's job) nor block on the application: datagrams are
+//! offered with `try_send`, requests wait at most the request deadline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quinn::{ConnectionError, RecvStream, SendStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+use super::Inner;
+use super::frame::{FRAME_TOO_LARGE, FrameError, NO_REPLY, read_frame, write_frame};
+use super::peers::PeerConn;
+use super::stats::{HandshakeFailure, add, bump};
+use crate::transport::{Incoming, TransportError};
+
+/// Receive from `peer` until it closes or the transport shuts down, then
+/// forget it in the cache.
+pub async fn drive(inner: Arc<Inner>, peer: PeerConn) {
+    let addr = peer.conn.remote_address();
+    let stop = inner.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stop.wait() => break,
+            dg = peer.conn.read_datagram() => match dg {
+                Ok(payload) => deliver_datagram(&inner, &peer, addr, payload),
+                Err(e) => { closed(&inner, &peer, &e); break; }
+            },
+            bi = peer.conn.accept_bi() => match bi {
+                Ok((send, recv)) => {
+                    let inner2 = inner.clone();
+                    let from = peer.clone();
+                    inner.tasks.spawn(async move { serve_request(inner2, from, send, recv).await });
+                }
+                Err(e) => { closed(&inner, &peer, &e); break; }
+            },
+        }
+    }
+    inner.peers.forget(addr, peer.conn.stable_id());
+}
+
+/// Note why a connection ended; a TLS alert right after the handshake (the
+/// peer refused our certificate) counts as a handshake failure.
+fn closed(inner: &Inner, peer: &PeerConn, err: &ConnectionError) {
+    if HandshakeFailure::is_tls_refusal(err) {
+        inner
+            .stats
+            .handshake_failed(HandshakeFailure::classify(err));
+        tracing::warn!(peer = %peer.name, error = %err, "peer refused the TLS handshake");
+    } else {
+        tracing::debug!(peer = %peer.name, error = %err, "connection closed");
+    }
+}
+
+/// Hand a datagram to the application, or drop it if the channel is full.
+fn deliver_datagram(inner: &Inner, peer: &PeerConn, addr: SocketAddr, payload: Bytes) {
+    let len = payload.len();
+    let msg = Incoming::Datagram {
+        from: peer.name.clone(),
+        addr,
+        payload,
+    };
+    match inner.incoming.try_send(msg) {
+        Ok(()) => {
+            bump(&inner.stats.datagrams_in);
+            add(&inner.stats.bytes_in, len);
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => bump(&inner.stats.datagrams_dropped),
+        Err(mpsc::error::TrySendError::Closed(_)) => bump(&inner.stats.datagrams_dropped),
+    }
+}
+
+/// Answer one request stream: read its frame, hand it to the application,
+/// write the reply (or reset the stream when there is none in time).
+async fn serve_request(
+    inner: Arc<Inner>,
+    from: PeerConn,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let max = inner.limits.max_frame;
+    let payload = match read_frame(&mut recv, max).await {
+        Ok(p) => p,
+        Err(FrameError::TooLarge(len)) => {
+            bump(&inner.stats.frames_rejected);
+            tracing::warn!(peer = %from.name, len, max, "request frame too large; refused");
+            let _ = recv.stop(FRAME_TOO_LARGE);
+            let _ = send.reset(FRAME_TOO_LARGE);
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(peer = %from.name, error = ?e, "request stream failed");
+            return;
+        }
+    };
+    bump(&inner.stats.requests_in);
+    add(&inner.stats.bytes_in, payload.len());
+    let (tx, rx) = oneshot::channel();
+    let msg = Incoming::Request {
+        from: from.name.clone(),
+        payload,
+        reply: tx,
+    };
+    let deadline = inner.limits.request_timeout;
+    let reply = async {
+        inner.incoming.send(msg).await.ok()?;
+        rx.await.ok()
+    };
+    let Ok(Some(reply)) = timeout(deadline, reply).await else {
+        let _ = send.reset(NO_REPLY);
+        return;
+    };
+    if reply.len() > max {
+        bump(&inner.stats.frames_rejected);
+        tracing::warn!(peer = %from.name, len = reply.len(), max, "reply frame too large; refused");
+        let _ = send.reset(FRAME_TOO_LARGE);
+        return;
+    }
+    if write_frame(&mut send, &reply).await.is_ok() {
+        add(&inner.stats.bytes_out, reply.len());
+        let _ = send.finish();
+    }
+}
+
+/// Why one exchange failed: whether the connection itself died (worth one
+/// retry on a fresh connection) or the request did.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The connection was closed or lost.
+    Conn(ConnectionError),
+    /// The request failed on a healthy connection.
+    Request(TransportError),
+}
+
+/// Send one request on `peer` and read its reply.
+pub async fn exchange(
+    inner: &Inner,
+    peer: &PeerConn,
+    payload: &[u8],
+) -> Result<Bytes, ExchangeError> {
+    let addr = peer.conn.remote_address();
+    let (mut send, mut recv) = peer.conn.open_bi().await.map_err(ExchangeError::Conn)?;
+    write_frame(&mut send, payload)
+        .await
+        .map_err(|e| frame_err(addr, e))?;
+    let _ = send.finish();
+    add(&inner.stats.bytes_out, payload.len());
+    let reply = read_frame(&mut recv, inner.limits.max_frame)
+        .await
+        .map_err(|e| {
+            if matches!(e, FrameError::TooLarge(_)) {
+                bump(&inner.stats.frames_rejected);
+                let _ = recv.stop(FRAME_TOO_LARGE);
+            }
+            frame_err(addr, e)
+        })?;
+    add(&inner.stats.bytes_in, reply.len());
+    Ok(reply)
+}
+
+/// Map a framing error on the client side.
+fn frame_err(addr: SocketAddr, e: FrameError) -> ExchangeError {
+    let err = match e {
+        FrameError::Conn(c) => return ExchangeError::Conn(c),
+        FrameError::TooLarge(len) => {
+            TransportError::BadFrame(addr, format!("reply of {len} bytes exceeds the maximum"))
+        }
+        FrameError::Reset(code) if code == FRAME_TOO_LARGE => {
+            TransportError::BadFrame(addr, "peer refused the request: frame too large".into())
+        }
+        FrameError::Reset(code) if code == NO_REPLY => {
+            TransportError::Unreachable(addr, "peer gave no reply".into())
+        }
+        FrameError::Reset(code) => {
+            TransportError::Unreachable(addr, format!("stream reset by peer (code {code})"))
+        }
+        FrameError::Truncated => TransportError::BadFrame(addr, "reply truncated".into()),
+        FrameError::Other(msg) => TransportError::Unreachable(addr, msg),
+    };
+    ExchangeError::Request(err)
+}

@@ -1,0 +1,74 @@
+//! Request framing on a QUIC stream: a big-endian `u32` length, then that
+//! many bytes. One frame each way per stream.
+//!
+//! Owns the size limit check (before allocating) and the mapping of quinn's
+//! stream errors; knows nothing of what the bytes mean.
+
+use bytes::Bytes;
+use quinn::{
+    ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, VarInt, WriteError,
+};
+
+/// Stream error code: the frame exceeded the receiver's maximum.
+pub const FRAME_TOO_LARGE: VarInt = VarInt::from_u32(1);
+/// Stream error code: the request got no reply (handler dropped it or was
+/// too slow).
+pub const NO_REPLY: VarInt = VarInt::from_u32(2);
+
+/// Why a frame could not be read or written.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The length prefix announced more than the maximum (the length).
+    TooLarge(u64),
+    /// The connection is gone.
+    Conn(ConnectionError),
+    /// The peer reset or stopped the stream with this code.
+    Reset(VarInt),
+    /// The stream ended before a whole frame arrived.
+    Truncated,
+    /// Any other stream error (already closed stream, 0-RTT rejected...).
+    Other(String),
+}
+
+/// Write one frame. The caller finishes the stream.
+pub async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<(), FrameError> {
+    let len =
+        u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge(payload.len() as u64))?;
+    send.write_all(&len.to_be_bytes())
+        .await
+        .map_err(from_write)?;
+    send.write_all(payload).await.map_err(from_write)
+}
+
+/// Read one frame of at most `max` bytes; a larger announced length fails
+/// before anything is allocated.
+pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Bytes, FrameError> {
+    let mut len = [0u8; 4];
+    recv.read_exact(&mut len).await.map_err(from_read_exact)?;
+    let len = u32::from_be_bytes(len);
+    if len as usize > max {
+        return Err(FrameError::TooLarge(u64::from(len)));
+    }
+    let mut buf = vec![0u8; len as usize];
+    recv.read_exact(&mut buf).await.map_err(from_read_exact)?;
+    Ok(Bytes::from(buf))
+}
+
+/// Map a write error.
+fn from_write(e: WriteError) -> FrameError {
+    match e {
+        WriteError::ConnectionLost(c) => FrameError::Conn(c),
+        WriteError::Stopped(code) => FrameError::Reset(code),
+        other => FrameError::Other(other.to_string()),
+    }
+}
+
+/// Map a read error.
+fn from_read_exact(e: ReadExactError) -> FrameError {
+    match e {
+        ReadExactError::FinishedEarly(_) => FrameError::Truncated,
+        ReadExactError::ReadError(ReadError::ConnectionLost(c)) => FrameError::Conn(c),
+        ReadExactError::ReadError(ReadError::Reset(code)) => FrameError::Reset(code),
+        ReadExactError::ReadError(other) => FrameError::Other(other.to_string()),
+    }
+}
