@@ -1,1 +1,220 @@
 //! Membership: foca identity, the gossip task, the published view.
+//!
+//! # What this module owns
+//! Who is in the cluster. SWIM (foca 2.0) runs in one task
+//! ([`MembershipTask`]) that alone owns the foca state; everything else
+//! talks to it through a [`MembershipHandle`] and reads the [`View`] from a
+//! `watch` channel.
+//!
+//! # What it must not do
+//! Own the transport's incoming channel (the node's dispatcher forwards
+//! datagrams here as [`InboundDatagram`]s), compute the ring, or move data.
+//!
+//! # Life of a datagram
+//! 1. The dispatcher receives `Incoming::Datagram { from, addr, payload }`
+//!    and sends it on the membership channel.
+//! 2. [`envelope`]: version and cluster are checked from the prefix;
+//!    another version or cluster is refused and counted.
+//! 3. For a foca packet, the header is decoded and its sender's name
+//!    compared with the transport-authenticated `from` (a peer with a
+//!    certificate for `b` cannot speak as `c`); for a sync chunk, the same
+//!    check on its sender, who must be a current member.
+//! 4. Foca handles it; its runtime is drained at once: packets go out with
+//!    `send_datagram` (never waits), timers into a min-heap, notifications
+//!    update the task.
+//! 5. The view is rebuilt from foca's member list and the metadata table;
+//!    if it changed it is published and each change logged once.
+//!
+//! # Files
+//! - [`identity`]: `NodeIdentity` (cluster, name, address, generation).
+//! - [`meta`]: member metadata and its foca custom broadcast.
+//! - [`envelope`]: the versioned wire prefix.
+//! - [`sync`]: push-pull state sync chunks.
+//! - [`seeds`]: announce backoff and seed resolution.
+//! - [`timers`]: the ordered timer queue.
+//! - [`view`]: the published view.
+//! - [`stats`]: counters and rate-limited rejection logs.
+//! - [`config`]: settings and SWIM tuning.
+//! - `task`: the gossip loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::shutdown::Shutdown;
+use crate::transport::{NodeName, Transport};
+
+pub mod config;
+pub mod envelope;
+pub mod identity;
+pub mod meta;
+pub mod seeds;
+pub mod stats;
+pub mod sync;
+mod task;
+pub mod timers;
+pub mod view;
+
+pub use config::MembershipConfig;
+pub use envelope::PROTOCOL_VERSION;
+pub use identity::{ClusterId, Generation, NodeIdentity};
+pub use meta::NodeMeta;
+pub use stats::MembershipStats;
+pub use task::{InboundDatagram, MembershipTask, MetaUpdate};
+pub use view::{MemberInfo, MemberState, View};
+
+use task::{Channels, Command};
+
+/// Why a membership operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// A setting is out of range or inconsistent; nothing was started.
+    #[error("invalid membership setting: {0}")]
+    Config(String),
+    /// Our own metadata could not be encoded; nothing was changed.
+    #[error("cannot encode metadata: {0}")]
+    Encode(postcard::Error),
+    /// A metadata update tried to change the cluster or the protocol
+    /// version, which are fixed for the life of the node; nothing changed.
+    #[error("cluster and protocol version cannot change at run time")]
+    MetaImmutable,
+    /// The membership task has stopped; the request was not applied.
+    #[error("membership task has stopped")]
+    Stopped,
+}
+
+/// Entry points.
+#[derive(Debug)]
+pub struct Membership;
+
+impl Membership {
+    /// Build the gossip task without starting it: spawn
+    /// [`MembershipTask::run`] yourself (e.g. in the node's `TaskSet`).
+    pub fn build(
+        cfg: MembershipConfig,
+        transport: Arc<dyn Transport>,
+        datagrams: mpsc::Receiver<InboundDatagram>,
+        shutdown: Shutdown,
+    ) -> Result<(MembershipHandle, MembershipTask), MembershipError> {
+        cfg.validate()?;
+        let identity = NodeIdentity {
+            cluster: cfg.cluster.clone(),
+            name: cfg.node.clone(),
+            addr: cfg.gossip_addr,
+            generation: cfg.generation.unwrap_or_else(Generation::fresh),
+        };
+        let (cmd_tx, cmd_rx) = mpsc::channel(cfg.command_capacity);
+        let (view_tx, view_rx) = watch::channel(View::default());
+        let (stopped_tx, stopped_rx) = watch::channel(false);
+        let stats = Arc::new(MembershipStats::default());
+        let io = Channels {
+            commands: cmd_rx,
+            datagrams,
+            view: view_tx,
+            stopped: stopped_tx,
+        };
+        let local = cfg.node.clone();
+        let task = MembershipTask::new(cfg, identity, transport, io, shutdown, stats.clone())?;
+        let handle = MembershipHandle {
+            commands: cmd_tx,
+            view: view_rx,
+            stopped: stopped_rx,
+            stats,
+            local,
+        };
+        Ok((handle, task))
+    }
+
+    /// Build the gossip task and spawn it on the current tokio runtime.
+    pub fn start(
+        cfg: MembershipConfig,
+        transport: Arc<dyn Transport>,
+        datagrams: mpsc::Receiver<InboundDatagram>,
+        shutdown: Shutdown,
+    ) -> Result<MembershipHandle, MembershipError> {
+        let (handle, task) = Self::build(cfg, transport, datagrams, shutdown)?;
+        tokio::spawn(task.run());
+        Ok(handle)
+    }
+}
+
+/// A cheap, cloneable handle to the gossip task.
+#[derive(Debug, Clone)]
+pub struct MembershipHandle {
+    /// Commands to the task.
+    commands: mpsc::Sender<Command>,
+    /// The published view.
+    view: watch::Receiver<View>,
+    /// Becomes `true` when the task has ended.
+    stopped: watch::Receiver<bool>,
+    /// The task's counters.
+    stats: Arc<MembershipStats>,
+    /// Our node name.
+    local: NodeName,
+}
+
+impl MembershipHandle {
+    /// The current view (a clone).
+    pub fn view(&self) -> View {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that sees every new view.
+    pub fn subscribe(&self) -> watch::Receiver<View> {
+        self.view.clone()
+    }
+
+    /// The task's counters.
+    pub fn stats(&self) -> &Arc<MembershipStats> {
+        &self.stats
+    }
+
+    /// Our node name.
+    pub fn local_name(&self) -> &NodeName {
+        &self.local
+    }
+
+    /// Send a command; fails if the task has stopped.
+    async fn send(&self, cmd: Command) -> Result<(), MembershipError> {
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| MembershipError::Stopped)
+    }
+
+    /// Leave gracefully: tell the cluster we are going, keep answering for
+    /// the configured linger, and return when the task has ended.
+    pub async fn leave(&self) -> Result<(), MembershipError> {
+        self.send(Command::Leave).await?;
+        self.stopped().await;
+        Ok(())
+    }
+
+    /// Change our metadata (e.g. readiness) and gossip it. The cluster and
+    /// protocol fields cannot change.
+    pub async fn update_meta(
+        &self,
+        f: impl FnOnce(&mut NodeMeta) + Send + 'static,
+    ) -> Result<(), MembershipError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::UpdateMeta(Box::new(f), tx)).await?;
+        rx.await.map_err(|_| MembershipError::Stopped)?
+    }
+
+    /// Announce to these addresses now (in addition to the seeds).
+    pub async fn announce(&self, addrs: Vec<SocketAddr>) -> Result<(), MembershipError> {
+        self.send(Command::Announce(addrs)).await
+    }
+
+    /// Run a push-pull sync with a random member now.
+    pub async fn sync_now(&self) -> Result<(), MembershipError> {
+        self.send(Command::SyncNow).await
+    }
+
+    /// Wait until the task has ended.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}

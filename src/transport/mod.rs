@@ -28,6 +28,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod mem;
+
 pub mod quic;
 
 /// A node's stable name (its ring name and its certificate's SAN).

@@ -1,0 +1,215 @@
+//! Settings of the membership layer and the foca configuration derived
+//! from them.
+//!
+//! # What this module owns
+//! [`MembershipConfig`] with documented defaults, its validation, and the
+//! SWIM tuning (DESIGN.md §3): `new_lan`'s timings, but a fixed broadcast
+//! budget (`max_transmissions` = 10 by default) instead of
+//! ⌊4·log10(N+1)⌋, and foca's packet size derived from the datagram size.
+//!
+//! # What it must not do
+//! Read files or flags: the node's `Config` builds this.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use super::MembershipError;
+use super::envelope::{MAX_CLUSTER_NAME, PROTOCOL_VERSION};
+use super::identity::{ClusterId, Generation};
+use super::meta::NodeMeta;
+use crate::transport::NodeName;
+
+/// Longest node name accepted.
+pub const MAX_NODE_NAME: usize = 128;
+
+/// Smallest foca packet we agree to run with.
+const MIN_PACKET: usize = 512;
+
+/// Everything the membership task needs.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// Our cluster; datagrams, identities and metadata of others are
+    /// refused.
+    pub cluster: ClusterId,
+    /// Our node name (must be the name our certificate proves).
+    pub node: NodeName,
+    /// The address peers send gossip to (our transport's address).
+    pub gossip_addr: SocketAddr,
+    /// Seeds as `HOST:PORT`; names are resolved again at every retry.
+    pub seeds: Vec<String>,
+    /// Our metadata as first published.
+    pub meta: NodeMeta,
+    /// How many times each update is piggybacked (DESIGN.md §3: 10 keeps
+    /// p99 death dissemination near 11–14 s up to 100 nodes). Default 10.
+    pub max_transmissions: u8,
+    /// SWIM probe period. Default 1 s (foca `new_lan`).
+    pub probe_period: Duration,
+    /// Time to wait for a direct ack before asking others. Default 500 ms.
+    pub probe_rtt: Duration,
+    /// Suspicion lasts `max(1, log10 N) * suspicion_multiplier *
+    /// probe_period`. Default 4 (foca `new_lan`).
+    pub suspicion_multiplier: f64,
+    /// Interval of the push-pull state sync with one random member.
+    /// Default 20 s.
+    pub push_pull_interval: Duration,
+    /// First delay between announces while alone. Default 200 ms.
+    pub announce_min: Duration,
+    /// Longest delay between announces while alone. Default 5 s.
+    pub announce_max: Duration,
+    /// How long the task keeps running after `leave` so the news spreads.
+    /// Default 1 s.
+    pub leave_linger: Duration,
+    /// Our generation; `None` picks [`Generation::fresh`]. Tests set it.
+    pub generation: Option<Generation>,
+    /// Seed for foca's RNG; `None` seeds from the OS. Tests set it.
+    pub rng_seed: Option<u64>,
+    /// Capacity of the command channel from handles.
+    pub command_capacity: usize,
+}
+
+impl MembershipConfig {
+    /// Defaults for a node `node` of `cluster` gossiping at `gossip_addr`.
+    pub fn new(
+        cluster: ClusterId,
+        node: NodeName,
+        gossip_addr: SocketAddr,
+        meta: NodeMeta,
+    ) -> Self {
+        MembershipConfig {
+            cluster,
+            node,
+            gossip_addr,
+            seeds: Vec::new(),
+            meta,
+            max_transmissions: 10,
+            probe_period: Duration::from_secs(1),
+            probe_rtt: Duration::from_millis(500),
+            suspicion_multiplier: 4.0,
+            push_pull_interval: Duration::from_secs(20),
+            announce_min: Duration::from_millis(200),
+            announce_max: Duration::from_secs(5),
+            leave_linger: Duration::from_secs(1),
+            generation: None,
+            rng_seed: None,
+            command_capacity: 64,
+        }
+    }
+
+    /// Check ranges and consistency.
+    pub fn validate(&self) -> Result<(), MembershipError> {
+        let bad = |what: &str| Err(MembershipError::Config(what.to_string()));
+        let cluster = self.cluster.as_str();
+        if cluster.is_empty() || cluster.len() > MAX_CLUSTER_NAME {
+            return bad("cluster name must be 1 to 64 bytes");
+        }
+        let node = self.node.as_str();
+        if node.is_empty() || node.len() > MAX_NODE_NAME {
+            return bad("node name must be 1 to 128 bytes");
+        }
+        if self.meta.cluster != self.cluster {
+            return bad("metadata names another cluster");
+        }
+        if self.meta.protocol != PROTOCOL_VERSION {
+            return bad("metadata names another protocol version");
+        }
+        if self.max_transmissions == 0 {
+            return bad("max_transmissions must be at least 1");
+        }
+        if self.probe_rtt.is_zero() || self.probe_rtt >= self.probe_period {
+            return bad("probe_rtt must be positive and shorter than probe_period");
+        }
+        if !(self.suspicion_multiplier >= 1.0 && self.suspicion_multiplier <= 100.0) {
+            return bad("suspicion_multiplier must be between 1 and 100");
+        }
+        if self.push_pull_interval < Duration::from_millis(100) {
+            return bad("push_pull_interval must be at least 100 ms");
+        }
+        if self.announce_min.is_zero() || self.announce_max < self.announce_min {
+            return bad("announce_min must be positive and at most announce_max");
+        }
+        if self.command_capacity == 0 {
+            return bad("command_capacity must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Foca's configuration for a cluster of `members` (ourselves
+    /// included) with packets of at most `max_packet` bytes.
+    pub(crate) fn foca_config(
+        &self,
+        members: usize,
+        max_packet: usize,
+    ) -> Result<foca::Config, MembershipError> {
+        let n = u32::try_from(members.max(1)).unwrap_or(u32::MAX);
+        let size = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let mut c = foca::Config::new_lan(size);
+        c.probe_period = self.probe_period;
+        c.probe_rtt = self.probe_rtt;
+        let log = f64::from(n).log10().max(1.0);
+        c.suspect_to_down_after = self.probe_period.mul_f64(log * self.suspicion_multiplier);
+        let floor = NonZeroU8::new(self.max_transmissions).unwrap_or(NonZeroU8::MIN);
+        c.max_transmissions = c.max_transmissions.max(floor);
+        if max_packet < MIN_PACKET {
+            return Err(MembershipError::Config(format!(
+                "only {max_packet} bytes left for SWIM packets"
+            )));
+        }
+        c.max_packet_size = NonZeroUsize::new(max_packet).unwrap_or(NonZeroUsize::MIN);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> MembershipConfig {
+        let cluster = ClusterId::new("c");
+        let addr = SocketAddr::from(([10, 0, 0, 1], 7000));
+        let meta = NodeMeta::new(cluster.clone(), addr, 64, 2);
+        MembershipConfig::new(cluster, NodeName::new("a"), addr, meta)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(cfg().validate().is_ok());
+    }
+
+    #[test]
+    fn metadata_of_another_cluster_is_refused() {
+        let mut c = cfg();
+        c.meta.cluster = ClusterId::new("other");
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn broadcast_budget_is_at_least_the_configured_floor() {
+        let c = cfg();
+        for n in [1, 3, 25, 100] {
+            let f = c.foca_config(n, 1100).expect("config");
+            assert!(f.max_transmissions.get() >= 10, "n = {n}");
+            assert_eq!(f.max_packet_size.get(), 1100);
+        }
+    }
+
+    #[test]
+    fn suspicion_grows_with_cluster_size() {
+        let c = cfg();
+        let small = c
+            .foca_config(5, 1100)
+            .expect("config")
+            .suspect_to_down_after;
+        let big = c
+            .foca_config(100, 1100)
+            .expect("config")
+            .suspect_to_down_after;
+        assert_eq!(small, Duration::from_secs(4));
+        assert_eq!(big, Duration::from_secs(8));
+    }
+
+    #[test]
+    fn tiny_packet_budget_is_refused() {
+        assert!(cfg().foca_config(3, 100).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Membership counters and rate-limited logging of rejected input.
+//!
+//! # What this module owns
+//! [`MembershipStats`] (atomics the admin endpoint reads) and the
+//! [`Rejection`] reasons, each counted and logged at most once per
+//! [`LOG_EVERY`] at warn level (the rest at debug).
+//!
+//! # What it must not do
+//! Decide anything: it only records.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::transport::NodeName;
+
+/// Minimum time between two warn-level lines for the same reason.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What the membership task did; read with `Ordering::Relaxed`.
+#[derive(Debug, Default)]
+pub struct MembershipStats {
+    /// Datagrams received from the dispatcher.
+    pub datagrams_in: AtomicU64,
+    /// Datagrams handed to the transport.
+    pub datagrams_out: AtomicU64,
+    /// Refused: malformed envelope or unknown kind.
+    pub rejected_malformed: AtomicU64,
+    /// Refused: another protocol version.
+    pub rejected_version: AtomicU64,
+    /// Refused: another cluster (envelope or claimed identity).
+    pub rejected_cluster: AtomicU64,
+    /// Refused: the claimed sender is not the transport-authenticated peer.
+    pub rejected_sender: AtomicU64,
+    /// Refused by foca itself (undecodable, too big, stale, ...).
+    pub rejected_by_foca: AtomicU64,
+    /// Sync chunks refused: undecodable, or from a non-member.
+    pub rejected_sync: AtomicU64,
+    /// Metadata records refused (another cluster).
+    pub meta_rejected: AtomicU64,
+    /// Sync chunks sent.
+    pub sync_sent: AtomicU64,
+    /// Sync chunks applied.
+    pub sync_applied: AtomicU64,
+    /// Announces sent to seeds.
+    pub announces: AtomicU64,
+    /// Seed names that did not resolve.
+    pub seed_resolve_failures: AtomicU64,
+    /// Times a new view was published.
+    pub view_changes: AtomicU64,
+    /// Outgoing packets dropped because they exceeded the datagram size.
+    pub oversize_dropped: AtomicU64,
+}
+
+impl MembershipStats {
+    /// The counter for a rejection reason.
+    fn counter(&self, r: Rejection) -> &AtomicU64 {
+        match r {
+            Rejection::Malformed => &self.rejected_malformed,
+            Rejection::Version => &self.rejected_version,
+            Rejection::Cluster => &self.rejected_cluster,
+            Rejection::Sender => &self.rejected_sender,
+            Rejection::Foca => &self.rejected_by_foca,
+            Rejection::Sync => &self.rejected_sync,
+        }
+    }
+}
+
+/// Why an incoming datagram was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Envelope could not be decoded.
+    Malformed,
+    /// Another protocol version.
+    Version,
+    /// Another cluster.
+    Cluster,
+    /// Claimed sender differs from the authenticated peer.
+    Sender,
+    /// Foca refused the packet.
+    Foca,
+    /// A sync chunk was refused.
+    Sync,
+}
+
+impl Rejection {
+    /// Every reason, for indexing.
+    const ALL: [Rejection; 6] = [
+        Rejection::Malformed,
+        Rejection::Version,
+        Rejection::Cluster,
+        Rejection::Sender,
+        Rejection::Foca,
+        Rejection::Sync,
+    ];
+
+    /// Position in [`Rejection::ALL`].
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// Counts rejections and logs them without flooding.
+#[derive(Debug, Default)]
+pub struct RejectLog {
+    /// When each reason was last logged at warn level.
+    last_warn: [Option<Instant>; 6],
+}
+
+impl RejectLog {
+    /// Count `reason` in `stats` and log it (warn at most once per
+    /// [`LOG_EVERY`] per reason, debug otherwise).
+    pub fn reject(
+        &mut self,
+        stats: &MembershipStats,
+        reason: Rejection,
+        from: &NodeName,
+        addr: SocketAddr,
+        detail: &dyn std::fmt::Display,
+    ) {
+        let total = stats.counter(reason).fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let slot = &mut self.last_warn[reason.index()];
+        if slot.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+            *slot = Some(now);
+            tracing::warn!(?reason, %from, %addr, %detail, total, "membership datagram refused");
+        } else {
+            tracing::debug!(?reason, %from, %addr, %detail, total, "membership datagram refused");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn every_rejection_is_counted_under_its_reason() {
+        let stats = MembershipStats::default();
+        let mut log = RejectLog::default();
+        let from = NodeName::new("x");
+        let addr = SocketAddr::from(([10, 0, 0, 1], 1));
+        for _ in 0..3 {
+            log.reject(&stats, Rejection::Cluster, &from, addr, &"c");
+        }
+        log.reject(&stats, Rejection::Sender, &from, addr, &"s");
+        assert_eq!(stats.rejected_cluster.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.rejected_sender.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.rejected_version.load(Ordering::Relaxed), 0);
+    }
+}
