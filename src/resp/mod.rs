@@ -1,1 +1,36 @@
 //! The Redis protocol front door: RESP2/RESP3 codec, command table, TCP server.
+//!
+//! # Layout
+//! - [`codec`]: frames, the request parser, the encoder. Pure.
+//! - [`reply`]: the reply writer connections and handlers write into.
+//! - [`commands`]: the command table and one file per command family.
+//! - [`glob`]: Redis-style glob matching (KEYS, SCAN MATCH, CONFIG GET).
+//! - `state`: what connections share (counters, clients) and a session.
+//! - `connection`: one client's read-parse-execute-write loop.
+//! - [`server`]: the listener, connection tasks and the cron.
+//! - [`clock`]: wall clock or a manual clock for tests.
+//!
+//! # Life of a request
+//! bytes -> `codec::parse_request` (zero-copy args) -> `commands::execute`
+//! (lookup, arity, auth) -> handler writes into a [`reply::Reply`] -> after
+//! the batch, one write of every reply.
+//!
+//! # What this module must not do
+//! Know where keys live beyond the local [`Store`](crate::store::Store):
+//! routing to owners belongs to `cluster`.
+
+pub mod clock;
+pub mod codec;
+pub mod commands;
+mod connection;
+pub mod glob;
+pub mod reply;
+pub mod server;
+pub mod state;
+
+pub use clock::{Clock, ManualClock, system_clock};
+pub use server::Server;
+
+/// The Redis version Shoal answers to (HELLO `version`, INFO
+/// `redis_version`): the command surface it follows.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";

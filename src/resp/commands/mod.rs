@@ -1,0 +1,314 @@
+//! The command table and dispatcher.
+//!
+//! # What this module owns
+//! - One [`CommandSpec`] per command: name, arity (Redis convention:
+//!   negative = at least), flags, key positions (first, last, step), ACL
+//!   categories, docs, and the handler. COMMAND COUNT/INFO/DOCS answer from
+//!   this table.
+//! - [`execute`]: lookup without allocation, arity and auth checks, then the
+//!   handler.
+//!
+//! # Handler kinds
+//! - [`Handler::Data`]: a pure function of (store, now, args) writing a
+//!   reply. No connection state: in the cluster, the router runs the same
+//!   handler on the key's owner and splices the reply bytes back.
+//! - [`Handler::Node`]: needs node-level state (INFO, CONFIG, CLIENT LIST
+//!   counters) but no connection state.
+//! - [`Handler::Conn`]: acts on the connection (AUTH, HELLO, SELECT, CLIENT,
+//!   QUIT, RESET).
+//!
+//! # What it must not do
+//! I/O, or panic on any argument.
+
+mod client;
+mod command;
+mod connection;
+mod errors;
+mod keys;
+mod server;
+mod strings;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+pub use connection::Secret;
+pub use errors::{CmdError, CmdResult};
+
+use super::reply::Reply;
+use super::state::{Session, Shared};
+use crate::store::{Store, UnixMillis};
+
+/// What a data command sees: the store and the time. Nothing else.
+pub struct DataCtx<'a> {
+    /// The local engine.
+    pub store: &'a Store,
+    /// The current time (from the server's clock).
+    pub now: UnixMillis,
+}
+
+/// A data command: (store, now, args) -> reply. `args[0]` is the name.
+pub type DataFn = fn(&DataCtx<'_>, &[Bytes], &mut Reply<'_>) -> CmdResult;
+/// A node-level command.
+pub type NodeFn = fn(&Shared, &[Bytes], &mut Reply<'_>) -> CmdResult;
+/// A connection-state command.
+pub type ConnFn = fn(&mut Session, &Shared, &[Bytes], &mut Reply<'_>) -> CmdResult;
+
+/// How a command runs.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Pure data command (see the module docs).
+    Data(DataFn),
+    /// Node-level command.
+    Node(NodeFn),
+    /// Connection-state command.
+    Conn(ConnFn),
+}
+
+/// Command flags, as COMMAND INFO lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Modifies the keyspace.
+    Write,
+    /// Only reads.
+    Readonly,
+    /// May need memory (refused under OOM in Redis).
+    Denyoom,
+    /// Administrative.
+    Admin,
+    /// O(1) or O(log N).
+    Fast,
+    /// Allowed before authentication.
+    NoAuth,
+    /// Answer may differ between calls with the same input.
+    Random,
+    /// Allowed while loading.
+    Loading,
+    /// Allowed on a stale replica.
+    Stale,
+    /// Not allowed in scripts.
+    Noscript,
+}
+
+impl Flag {
+    /// The name COMMAND INFO shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::Write => "write",
+            Flag::Readonly => "readonly",
+            Flag::Denyoom => "denyoom",
+            Flag::Admin => "admin",
+            Flag::Fast => "fast",
+            Flag::NoAuth => "no_auth",
+            Flag::Random => "random",
+            Flag::Loading => "loading",
+            Flag::Stale => "stale",
+            Flag::Noscript => "noscript",
+        }
+    }
+}
+
+/// One row of the command table.
+pub struct CommandSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Argument count including the name; negative = at least |arity|.
+    pub arity: i32,
+    /// Flags.
+    pub flags: &'static [Flag],
+    /// Position of the first key (0: no keys).
+    pub first_key: i32,
+    /// Position of the last key (negative: from the end).
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    /// ACL categories, without `@`.
+    pub acl: &'static [&'static str],
+    /// One-line description (COMMAND DOCS).
+    pub summary: &'static str,
+    /// Command group (COMMAND DOCS).
+    pub group: &'static str,
+    /// Redis version that introduced it (COMMAND DOCS).
+    pub since: &'static str,
+    /// How it runs.
+    pub handler: Handler,
+}
+
+impl CommandSpec {
+    /// Whether the command has `flag`.
+    pub fn has(&self, flag: Flag) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    /// Whether `argc` satisfies the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let a = self.arity;
+        if a >= 0 {
+            argc == a as usize
+        } else {
+            argc >= a.unsigned_abs() as usize
+        }
+    }
+}
+
+/// The whole table and its name index.
+struct Table {
+    /// Every command, in family order.
+    specs: Vec<&'static CommandSpec>,
+    /// Lower-case name -> index in `specs`.
+    index: HashMap<&'static [u8], usize>,
+}
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let specs: Vec<&'static CommandSpec> = [
+            connection::COMMANDS,
+            client::COMMANDS,
+            strings::COMMANDS,
+            keys::COMMANDS,
+            server::COMMANDS,
+            command::COMMANDS,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let index = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_bytes(), i))
+            .collect();
+        Table { specs, index }
+    })
+}
+
+/// Every command in the table.
+pub fn all_commands() -> &'static [&'static CommandSpec] {
+    &table().specs
+}
+
+/// The longest command name we look up (longer names are unknown).
+const MAX_NAME: usize = 32;
+
+/// Find a command by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut lower = [0u8; MAX_NAME];
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let t = table();
+    let i = *t.index.get(&lower[..name.len()])?;
+    Some((i, t.specs[i]))
+}
+
+/// The name of the command at table index `i` (for CLIENT LIST `cmd=`).
+pub fn table_index_name(i: usize) -> Option<&'static str> {
+    table().specs.get(i).map(|s| s.name)
+}
+
+/// Run one request. `args` is non-empty. Errors become error replies.
+pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) {
+    let Some((idx, spec)) = lookup(&args[0]) else {
+        reply.error(&unknown_command(args));
+        return;
+    };
+    let result = if !spec.arity_ok(args.len()) {
+        Err(CmdError::WrongArity(spec.name.to_string()))
+    } else if !session.authenticated && !spec.has(Flag::NoAuth) {
+        Err(CmdError::NoAuth)
+    } else {
+        session
+            .meta
+            .last_cmd
+            .store(idx, std::sync::atomic::Ordering::Relaxed);
+        match spec.handler {
+            Handler::Data(f) => {
+                let ctx = DataCtx {
+                    store: &shared.store,
+                    now: shared.now(),
+                };
+                f(&ctx, args, reply)
+            }
+            Handler::Node(f) => f(shared, args, reply),
+            Handler::Conn(f) => f(session, shared, args, reply),
+        }
+    };
+    if let Err(e) = result {
+        reply.error(&e.to_string());
+    }
+}
+
+/// Redis's text for an unknown command: the name and the first arguments,
+/// each quoted, up to 128 characters.
+fn unknown_command(args: &[Bytes]) -> String {
+    let name = String::from_utf8_lossy(&args[0]);
+    let name: String = name.chars().take(128).collect();
+    let mut rest = String::new();
+    for a in &args[1..] {
+        if rest.len() >= 128 {
+            break;
+        }
+        let room = 128 - rest.len();
+        let text = String::from_utf8_lossy(a);
+        let mut cut = text.len().min(room);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        rest.push('\'');
+        rest.push_str(&text[..cut]);
+        rest.push_str("' ");
+    }
+    format!("ERR unknown command '{name}', with args beginning with: {rest}")
+}
+
+/// Case-insensitive comparison of an argument with an ASCII word.
+pub(crate) fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// An argument as an integer (`-ERR value is not an integer or out of range`).
+pub(crate) fn int_arg(arg: &[u8]) -> Result<i64, CmdError> {
+    super::codec::parse_i64(arg).ok_or(CmdError::NotInteger)
+}
+
+/// Reply with a subcommand's help lines, Redis style (status strings).
+pub(crate) fn help(reply: &mut Reply<'_>, lines: &[&str]) {
+    reply.array(lines.len());
+    for l in lines {
+        reply.simple(l);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_ignores_case_and_rejects_long_names() {
+        assert_eq!(lookup(b"GeT").map(|(_, s)| s.name), Some("get"));
+        assert!(lookup(b"lpush").is_none());
+        assert!(lookup(&[b'a'; 100]).is_none());
+    }
+
+    #[test]
+    fn every_command_name_is_unique_and_lower_case() {
+        let specs = all_commands();
+        let mut names: Vec<_> = specs.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), specs.len());
+        assert!(specs.iter().all(|s| s.name == s.name.to_ascii_lowercase()));
+    }
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let args = [Bytes::from("lpush"), Bytes::from("a"), Bytes::from("b")];
+        assert_eq!(
+            unknown_command(&args),
+            "ERR unknown command 'lpush', with args beginning with: 'a' 'b' "
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! One client connection: read, parse every complete request in the buffer,
+//! execute them in order, write all replies with one write, repeat.
+//!
+//! Owns the connection's buffers and [`Session`]; must not know any
+//! command's semantics (that is `commands`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::codec::parse_request;
+use super::commands::execute;
+use super::reply::Reply;
+use super::state::{ClientMeta, Session, Shared};
+use crate::shutdown::Shutdown;
+
+/// Initial size of the read and write buffers.
+const BUF_SIZE: usize = 16 * 1024;
+
+/// Flush replies mid-batch once this many bytes are waiting.
+const FLUSH_AT: usize = 1024 * 1024;
+
+/// Unregisters a client however its task ends.
+struct Registered {
+    /// The server's shared state.
+    shared: Arc<Shared>,
+    /// This client's id.
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared.clients.remove(self.id);
+        self.shared
+            .stats
+            .connected_clients
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serve one accepted connection until the client leaves, a protocol error,
+/// QUIT, or shutdown. The caller already counted it in `connected_clients`.
+pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, shutdown: Shutdown) {
+    let id = shared.clients.next_id();
+    let _registered = Registered {
+        shared: shared.clone(),
+        id,
+    };
+    let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    let meta = Arc::new(ClientMeta::new(id, addr, laddr));
+    shared.clients.insert(meta.clone());
+    tracing::debug!(client = id, %addr, "client connected");
+    let mut conn = Conn {
+        session: Session::new(meta, shared.secret.is_some()),
+        shared,
+        rbuf: BytesMut::with_capacity(BUF_SIZE),
+        wbuf: BytesMut::with_capacity(BUF_SIZE),
+        args: Vec::new(),
+    };
+    let end = conn.run(&mut stream, &shutdown).await;
+    tracing::debug!(client = id, reason = end, "client disconnected");
+}
+
+/// A connection's buffers and state.
+struct Conn {
+    /// Connection-level state (protocol, auth, names).
+    session: Session,
+    /// Server-wide state.
+    shared: Arc<Shared>,
+    /// Bytes read and not yet parsed.
+    rbuf: BytesMut,
+    /// Replies not yet written.
+    wbuf: BytesMut,
+    /// The current request's arguments (reused).
+    args: Vec<Bytes>,
+}
+
+/// What the batch loop decided.
+enum Next {
+    /// Read more input.
+    Read,
+    /// Write what is pending, then close.
+    Close(&'static str),
+}
+
+impl Conn {
+    async fn run(&mut self, stream: &mut TcpStream, shutdown: &Shutdown) -> &'static str {
+        loop {
+            let next = match self.process(stream, shutdown).await {
+                Ok(n) => n,
+                Err(reason) => return reason,
+            };
+            if let Err(reason) = self.flush(stream, shutdown).await {
+                return reason;
+            }
+            if let Next::Close(reason) = next {
+                return reason;
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < BUF_SIZE / 4 {
+                self.rbuf.reserve(BUF_SIZE);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => return "shutdown",
+                r = stream.read_buf(&mut self.rbuf) => match r {
+                    Ok(0) => return "closed by client",
+                    Ok(n) => {
+                        self.shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(_) => return "read error",
+                },
+            }
+        }
+    }
+
+    /// Execute every complete request in the read buffer.
+    async fn process(
+        &mut self,
+        stream: &mut TcpStream,
+        shutdown: &Shutdown,
+    ) -> Result<Next, &'static str> {
+        let mut done = 0u64;
+        let next = loop {
+            match parse_request(&mut self.rbuf, &mut self.args, &self.shared.limits) {
+                Ok(true) if self.args.is_empty() => continue,
+                Ok(true) => {
+                    let mut reply = Reply::new(&mut self.wbuf, self.session.proto);
+                    execute(&mut self.session, &self.shared, &self.args, &mut reply);
+                    done += 1;
+                    if self.session.closing {
+                        break Next::Close("quit");
+                    }
+                    if self.wbuf.len() >= FLUSH_AT {
+                        self.flush(stream, shutdown).await?;
+                    }
+                }
+                Ok(false) => break Next::Read,
+                Err(e) => {
+                    self.shared
+                        .stats
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(client = self.session.meta.id, error = %e, "protocol error");
+                    Reply::new(&mut self.wbuf, self.session.proto).error(&format!("ERR {e}"));
+                    break Next::Close("protocol error");
+                }
+            }
+        };
+        self.args.clear();
+        let stats = &self.shared.stats;
+        stats
+            .total_commands_processed
+            .fetch_add(done, Ordering::Relaxed);
+        let meta = &self.session.meta;
+        meta.last_active_ms
+            .store(meta.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+        Ok(next)
+    }
+
+    /// Write every pending reply (one write per batch).
+    async fn flush(
+        &mut self,
+        stream: &mut TcpStream,
+        shutdown: &Shutdown,
+    ) -> Result<(), &'static str> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.wait() => return Err("shutdown"),
+            r = stream.write_all(&self.wbuf) => r.map_err(|_| "write error")?,
+        }
+        let n = self.wbuf.len() as u64;
+        self.shared
+            .stats
+            .net_output_bytes
+            .fetch_add(n, Ordering::Relaxed);
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 4 * FLUSH_AT {
+            self.wbuf = BytesMut::with_capacity(BUF_SIZE);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! [`Server`]: the TCP listener, the connection tasks and the server cron
+//! (active expiry and ops/sec sampling).
+//!
+//! Owns the accept loop and the lifetime of every task it spawns; must not
+//! parse or execute commands itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+use super::clock::{Clock, system_clock};
+use super::codec::Limits;
+use super::commands::Secret;
+use super::connection;
+use super::state::{ClientRegistry, ServerStats, Shared};
+use crate::config::Config;
+use crate::shutdown::{Shutdown, TaskSet};
+use crate::store::Store;
+
+/// How often the cron runs (Redis's default `hz` 10).
+const CRON_PERIOD: Duration = Duration::from_millis(100);
+
+/// Keys the active expiry samples per cron run at most.
+const EXPIRE_BUDGET: usize = 200;
+
+/// The reply to a connection over `maxclients`.
+const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// A bound RESP server, ready to [`run`](Server::run).
+pub struct Server {
+    /// The listening socket.
+    listener: TcpListener,
+    /// State every connection shares.
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Bind the listener (`cfg.listen`; port 0 allowed). Returns at once.
+    pub async fn bind(cfg: &Config, store: Arc<Store>) -> std::io::Result<Server> {
+        Self::bind_with_clock(cfg, store, system_clock()).await
+    }
+
+    /// Like [`bind`](Self::bind) with an injected clock (tests use a
+    /// [`ManualClock`](super::ManualClock)).
+    pub async fn bind_with_clock(
+        cfg: &Config,
+        store: Arc<Store>,
+        clock: Clock,
+    ) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let shared = Shared {
+            store,
+            clock,
+            secret: cfg
+                .requirepass
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(|p| Secret::new(p.as_bytes())),
+            limits: Limits {
+                max_bulk_len: cfg.proto_max_bulk_len,
+                max_multibulk_len: cfg.proto_max_multibulk_len,
+                max_inline_size: cfg.proto_inline_max_size,
+            },
+            maxclients: cfg.maxclients,
+            local_addr,
+            stats: ServerStats::default(),
+            clients: ClientRegistry::default(),
+            started: Instant::now(),
+        };
+        tracing::info!(addr = %local_addr, "RESP server listening");
+        Ok(Server {
+            listener,
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Serve until `shutdown` triggers; then stop accepting, close every
+    /// connection and end every task (connections and cron).
+    pub async fn run(self, shutdown: Shutdown) {
+        let tasks = TaskSet::new();
+        tasks.spawn(cron(self.shared.clone(), shutdown.clone()));
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                r = self.listener.accept() => match r {
+                    Ok((stream, addr)) => self.admit(stream, addr, &tasks, &shutdown),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::select! {
+                            _ = shutdown.wait() => break,
+                            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        }
+                    }
+                },
+            }
+        }
+        drop(self.listener);
+        tasks.join_all().await;
+        tracing::info!("RESP server stopped");
+    }
+
+    fn admit(
+        &self,
+        stream: tokio::net::TcpStream,
+        addr: SocketAddr,
+        tasks: &TaskSet,
+        shutdown: &Shutdown,
+    ) {
+        let stats = &self.shared.stats;
+        stats
+            .total_connections_received
+            .fetch_add(1, Ordering::Relaxed);
+        let prev = stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+        if prev >= self.shared.maxclients {
+            stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+            stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%addr, "refused: max number of clients reached");
+            // A fresh socket's send buffer is empty: this write does not block.
+            let _ = stream.try_write(MAX_CLIENTS_REPLY);
+            return;
+        }
+        tasks.spawn(connection::serve(
+            self.shared.clone(),
+            stream,
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// Active expiry and ops/sec sampling, ~10 times a second.
+async fn cron(shared: Arc<Shared>, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(CRON_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        let removed = shared.store.expire_cycle(shared.now(), EXPIRE_BUDGET);
+        if removed > 0 {
+            tracing::trace!(removed, "active expiry");
+        }
+        shared.stats.sample_ops(Instant::now());
+    }
+}
