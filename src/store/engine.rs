@@ -1,19 +1,57 @@
 //! [`Store`]: the partitioned map and its public operations.
 //!
-//! SKELETON: the signatures are the contract the command layer codes
-//! against; the store helper fills in the bodies (and may add private
-//! modules: partition.rs, eviction.rs, ttl.rs, memory.rs ...).
+//! # What this module owns
+//! The store's state (partitions, limit, policy, counters, version clock)
+//! and the public API the command layer codes against: lookups, the
+//! [`Store::update`] read-modify-write primitive, deletes, configuration.
+//! Active expiry lives in `ttl.rs`, SCAN and RANDOMKEY in `scan.rs`,
+//! victim choice in `eviction/`.
+//!
+//! # What it must not do
+//! Hold a partition lock while blocking on another partition's lock (the
+//! eviction path only `try_lock`s other partitions), or hold one while
+//! pushing onto an eviction queue.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use super::counters::{Counters, Delta, Removal};
+use super::entry::{Entry, QUEUED, entry_cost};
+use super::eviction::fifo::{Item, Queues};
+use super::eviction::sample::Sampler;
+use super::eviction::{Held, make_room, meta};
+use super::partition::{Partition, key_hash};
 use super::types::{
     EntryRef, EvictionPolicy, Mutation, PartitionId, StoreConfig, StoreError, StoreStats,
-    UnixMillis,
+    UnixMillis, Version,
 };
 
 /// The local engine. `Send + Sync`; share it behind an `Arc`.
 pub struct Store {
-    _cfg: StoreConfig,
+    /// The P partitions, each behind its own lock.
+    pub(super) parts: Box<[Mutex<Partition>]>,
+    /// Seed of the in-table key hash (random per store, against HashDoS).
+    pub(super) seed: u64,
+    /// `maxmemory` in bytes; 0 = unlimited.
+    maxmemory: AtomicU64,
+    /// Index of the policy in [`EvictionPolicy::ALL`].
+    policy: AtomicU8,
+    /// Last version stamped (per-node monotone clock).
+    version: AtomicU64,
+    /// Statistics and gauges.
+    pub(super) counters: Counters,
+    /// Eviction pool of the sampling policies.
+    pub(super) sampler: Sampler,
+    /// FIFO / S3-FIFO queues.
+    pub(super) queues: Queues,
+    /// True while the queues are maintained (limit set, queue policy).
+    tracking: AtomicBool,
+    /// Serialises configuration changes and flushes.
+    admin: Mutex<()>,
+    /// Partition the next active-expiry cycle starts from.
+    pub(super) expire_next: AtomicU32,
 }
 
 /// One step of a SCAN: keys found and the cursor to continue from (0 = done).
@@ -25,20 +63,124 @@ pub struct ScanPage {
     pub cursor: u64,
 }
 
+fn entry_ref(e: &Entry) -> EntryRef<'_> {
+    EntryRef {
+        value: e.value(),
+        expires_at: (e.expires_at != 0).then_some(UnixMillis(e.expires_at)),
+        version: Version(e.version),
+    }
+}
+
+fn policy_index(p: EvictionPolicy) -> u8 {
+    EvictionPolicy::ALL
+        .iter()
+        .position(|&q| q == p)
+        .unwrap_or(0) as u8
+}
+
 impl Store {
     /// A new, empty store.
     pub fn new(cfg: StoreConfig) -> Self {
-        Store { _cfg: cfg }
+        let p = cfg.partitions.max(1);
+        let store = Store {
+            parts: (0..p).map(|_| Mutex::new(Partition::new())).collect(),
+            seed: rand::random(),
+            maxmemory: AtomicU64::new(cfg.maxmemory),
+            policy: AtomicU8::new(policy_index(cfg.policy)),
+            version: AtomicU64::new(0),
+            counters: Counters::default(),
+            sampler: Sampler::default(),
+            queues: Queues::default(),
+            tracking: AtomicBool::new(false),
+            admin: Mutex::new(()),
+            expire_next: AtomicU32::new(0),
+        };
+        store.reconfigure(false);
+        store
     }
 
     /// Number of partitions P.
     pub fn partitions(&self) -> u32 {
-        todo!()
+        self.parts.len() as u32
     }
 
     /// The partition `key` lives in.
     pub fn partition_of(&self, key: &[u8]) -> PartitionId {
         super::types::partition_of(key, self.partitions())
+    }
+
+    /// Lock partition `pid` (a poisoned lock is recovered: entries are
+    /// always left consistent between statements that can panic).
+    pub(super) fn lock(&self, pid: u32) -> MutexGuard<'_, Partition> {
+        self.parts[pid as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True while the FIFO queues are maintained.
+    pub(super) fn is_tracking(&self) -> bool {
+        self.tracking.load(Ordering::Relaxed)
+    }
+
+    /// Remove the live key at `slot` of `part` and count it. `consumed`:
+    /// the caller is the queue item naming it, so the slot is freed now
+    /// rather than left as a tombstone. Returns the bytes released.
+    pub(super) fn remove_at(
+        &self,
+        pid: u32,
+        part: &mut Partition,
+        slot: u32,
+        why: Removal,
+        consumed: bool,
+    ) -> u64 {
+        let h = key_hash(part.slots[slot as usize].key(), self.seed);
+        let tomb = !consumed && self.is_tracking();
+        let (cost, had_ttl) = part.remove(slot, h, tomb);
+        self.counters.removed(pid, cost, had_ttl, why);
+        cost
+    }
+
+    /// The slot of the live (unexpired) `key`, reclaiming it if expired.
+    fn find_live(
+        &self,
+        pid: u32,
+        part: &mut Partition,
+        key: &[u8],
+        h: u64,
+        now: u64,
+    ) -> Option<u32> {
+        let slot = part.find(key, h)?;
+        if part.slots[slot as usize].is_expired(now) {
+            self.remove_at(pid, part, slot, Removal::Expired, false);
+            return None;
+        }
+        Some(slot)
+    }
+
+    fn lookup<R>(
+        &self,
+        key: &[u8],
+        now: UnixMillis,
+        count: bool,
+        f: impl FnOnce(Option<EntryRef<'_>>) -> R,
+    ) -> R {
+        let pid = self.partition_of(key).0;
+        let h = key_hash(key, self.seed);
+        let mut part = self.lock(pid);
+        let slot = self.find_live(pid, &mut part, key, h, now.0);
+        if count {
+            self.counters.lookup(pid, slot.is_some());
+        }
+        match slot {
+            Some(s) => {
+                let e = &mut part.slots[s as usize];
+                if count {
+                    meta::touch(meta::kind(self.policy()), e, now.0);
+                }
+                f(Some(entry_ref(e)))
+            }
+            None => f(None),
+        }
     }
 
     /// Read a key: the closure sees the live entry or `None`. Counts a hit or
@@ -49,8 +191,7 @@ impl Store {
         now: UnixMillis,
         f: impl FnOnce(Option<EntryRef<'_>>) -> R,
     ) -> R {
-        let _ = (key, now, f);
-        todo!()
+        self.lookup(key, now, true, f)
     }
 
     /// Like [`read`](Self::read) but neither counts stats nor touches
@@ -61,8 +202,7 @@ impl Store {
         now: UnixMillis,
         f: impl FnOnce(Option<EntryRef<'_>>) -> R,
     ) -> R {
-        let _ = (key, now, f);
-        todo!()
+        self.lookup(key, now, false, f)
     }
 
     /// The value of a live key (a hit or a miss is counted).
@@ -81,8 +221,113 @@ impl Store {
         now: UnixMillis,
         f: impl FnOnce(Option<EntryRef<'_>>) -> (Mutation, R),
     ) -> Result<R, StoreError> {
-        let _ = (key, now, f);
-        todo!()
+        let pid = self.partition_of(key).0;
+        let h = key_hash(key, self.seed);
+        let mut part = self.lock(pid);
+        let slot = self.find_live(pid, &mut part, key, h, now.0);
+        let (mutation, r) = f(slot.map(|s| entry_ref(&part.slots[s as usize])));
+        let queued = match mutation {
+            Mutation::Keep => None,
+            Mutation::Delete => {
+                if let Some(s) = slot {
+                    self.remove_at(pid, &mut part, s, Removal::Deleted, false);
+                }
+                None
+            }
+            Mutation::SetExpiry(at) => {
+                if let Some(s) = slot {
+                    self.set_expiry(pid, &mut part, s, at);
+                }
+                None
+            }
+            Mutation::Set { value, expires_at } => {
+                let at = expires_at.map_or(0, |t| t.0.max(1));
+                self.write(pid, &mut part, slot, key, h, &value, at, now.0)?
+            }
+        };
+        drop(part);
+        if let Some(item) = queued {
+            let s3 = self.policy() == EvictionPolicy::S3Fifo;
+            self.queues.enqueue(item, h, s3);
+        }
+        Ok(r)
+    }
+
+    fn next_version(&self) -> u64 {
+        self.version.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn set_expiry(&self, pid: u32, part: &mut Partition, slot: u32, at: Option<UnixMillis>) {
+        let at = at.map_or(0, |t| t.0.max(1));
+        let before = part.slots[slot as usize].has_ttl();
+        part.set_expiry(slot, at);
+        part.slots[slot as usize].version = self.next_version();
+        let d = i64::from(at != 0) - i64::from(before);
+        self.counters.apply(
+            pid,
+            Delta {
+                with_ttl: d,
+                ..Delta::default()
+            },
+        );
+    }
+
+    /// Store `value` at `slot` (or a new slot), evicting first if needed.
+    /// Returns the queue item to push once the partition lock is released.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        pid: u32,
+        part: &mut Partition,
+        slot: Option<u32>,
+        key: &[u8],
+        h: u64,
+        value: &[u8],
+        at: u64,
+        now: u64,
+    ) -> Result<Option<Item>, StoreError> {
+        let new_cost = entry_cost(key.len(), value.len());
+        let old_cost = slot.map_or(0, |s| part.slots[s as usize].cost());
+        if new_cost > old_cost && self.maxmemory() > 0 {
+            let mut held = Held {
+                pid,
+                part,
+                protect: slot,
+            };
+            make_room(self, &mut held, new_cost - old_cost, now)?;
+        }
+        let version = self.next_version();
+        let kind = meta::kind(self.policy());
+        if let Some(s) = slot {
+            let had_ttl = part.slots[s as usize].has_ttl();
+            part.set_expiry(s, at);
+            let e = &mut part.slots[s as usize];
+            e.set_value(value);
+            e.version = version;
+            meta::touch(kind, e, now);
+            self.counters.apply(
+                pid,
+                Delta {
+                    keys: 0,
+                    with_ttl: i64::from(at != 0) - i64::from(had_ttl),
+                    used: new_cost as i64 - old_cost as i64,
+                },
+            );
+            return Ok(None);
+        }
+        let tracking = self.is_tracking();
+        let flags = if tracking { QUEUED } else { 0 };
+        let entry = Entry::new(key, value, version, at, flags | meta::initial(kind, now));
+        let s = part.insert(entry, h, self.seed);
+        self.counters.apply(
+            pid,
+            Delta {
+                keys: 1,
+                with_ttl: i64::from(at != 0),
+                used: new_cost as i64,
+            },
+        );
+        Ok(tracking.then_some(Item { pid, slot: s }))
     }
 
     /// Store `value` under `key` unconditionally.
@@ -102,72 +347,104 @@ impl Store {
             .unwrap_or(false)
     }
 
-    /// Walk the keyspace: partition by partition, in table order, about
-    /// `count` keys per step, keeping keys for which `filter` is true.
-    /// Guarantees of Redis SCAN: a key present for the whole walk is
-    /// returned at least once.
-    pub fn scan(
-        &self,
-        cursor: u64,
-        count: usize,
-        now: UnixMillis,
-        filter: impl FnMut(&[u8]) -> bool,
-    ) -> ScanPage {
-        let _ = (cursor, count, now, filter);
-        todo!()
-    }
-
-    /// A random live key, if any.
-    pub fn random_key(&self, now: UnixMillis) -> Option<Bytes> {
-        let _ = now;
-        todo!()
-    }
-
     /// Remove every key.
     pub fn flush(&self) {
-        todo!()
-    }
-
-    /// One active-expiry cycle (Redis style): sample keys with a TTL, delete
-    /// the expired ones, repeat while more than 25% of a sample was expired,
-    /// stopping after about `budget` sampled keys. Returns keys removed.
-    /// The server calls it ~10 times a second.
-    pub fn expire_cycle(&self, now: UnixMillis, budget: usize) -> usize {
-        let _ = (now, budget);
-        todo!()
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        for pid in 0..self.partitions() {
+            let mut part = self.lock(pid);
+            let mut d = Delta::default();
+            for e in part.slots.iter().filter(|e| e.is_live()) {
+                d.keys -= 1;
+                d.with_ttl -= i64::from(e.has_ttl());
+                d.used -= e.cost() as i64;
+            }
+            part.clear();
+            self.counters.apply(pid, d);
+        }
+        self.queues.clear();
+        self.sampler.clear();
     }
 
     /// Bytes `key` costs (key + value + overhead), as MEMORY USAGE reports.
     pub fn memory_usage(&self, key: &[u8], now: UnixMillis) -> Option<usize> {
-        let _ = (key, now);
-        todo!()
+        let pid = self.partition_of(key).0;
+        let h = key_hash(key, self.seed);
+        let mut part = self.lock(pid);
+        let slot = self.find_live(pid, &mut part, key, h, now.0)?;
+        Some(part.slots[slot as usize].cost() as usize)
     }
 
     /// Counters and gauges for INFO and metrics.
     pub fn stats(&self) -> StoreStats {
-        todo!()
+        self.counters.snapshot()
     }
 
     /// The current memory limit (0 = unlimited).
     pub fn maxmemory(&self) -> u64 {
-        todo!()
+        self.maxmemory.load(Ordering::Relaxed)
     }
 
     /// Change the memory limit at run time (CONFIG SET maxmemory). Evicts
     /// down to the new limit on the next writes.
     pub fn set_maxmemory(&self, bytes: u64) {
-        let _ = bytes;
-        todo!()
+        self.maxmemory.store(bytes, Ordering::Relaxed);
+        self.reconfigure(false);
     }
 
     /// The current eviction policy.
     pub fn policy(&self) -> EvictionPolicy {
-        todo!()
+        EvictionPolicy::ALL
+            [self.policy.load(Ordering::Relaxed) as usize % EvictionPolicy::ALL.len()]
     }
 
     /// Change the eviction policy at run time (CONFIG SET maxmemory-policy).
     pub fn set_policy(&self, policy: EvictionPolicy) {
-        let _ = policy;
-        todo!()
+        let old = self.policy.swap(policy_index(policy), Ordering::Relaxed);
+        let kind_changed = meta::kind(EvictionPolicy::ALL[old as usize % 10]) != meta::kind(policy);
+        self.sampler.clear();
+        self.reconfigure(kind_changed);
+    }
+
+    /// Start or stop maintaining the FIFO queues to match the limit and
+    /// policy; with `reset_meta`, reinitialise every key's eviction metadata
+    /// for the (new) policy.
+    fn reconfigure(&self, reset_meta: bool) {
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let policy = self.policy();
+        let want =
+            self.maxmemory() > 0 && matches!(policy, EvictionPolicy::Fifo | EvictionPolicy::S3Fifo);
+        let was = self.tracking.swap(want, Ordering::Relaxed);
+        if want == was && !reset_meta {
+            return;
+        }
+        if want != was {
+            self.queues.clear();
+        }
+        let kind = meta::kind(policy);
+        let now = UnixMillis::now().0;
+        for pid in 0..self.partitions() {
+            let mut items = Vec::new();
+            let mut part = self.lock(pid);
+            if want != was {
+                part.forget_queues();
+            }
+            for (i, e) in part.slots.iter_mut().enumerate() {
+                if !e.is_live() {
+                    continue;
+                }
+                if reset_meta || want != was {
+                    e.set_policy_meta(meta::initial(kind, now));
+                }
+                if want && e.meta & QUEUED == 0 {
+                    e.meta |= QUEUED;
+                    items.push(Item {
+                        pid,
+                        slot: i as u32,
+                    });
+                }
+            }
+            drop(part);
+            self.queues.enqueue_main(&items);
+        }
     }
 }

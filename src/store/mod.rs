@@ -23,6 +23,12 @@
 //!   write would take `used` over `maxmemory`, the policy evicts first or the
 //!   write fails with [`StoreError::OutOfMemory`].
 
+mod counters;
+mod entry;
+mod eviction;
+mod partition;
+mod scan;
+mod ttl;
 mod types;
 
 pub use types::{
@@ -32,3 +38,6 @@ pub use types::{
 mod engine;
 
 pub use engine::{ScanPage, Store};
+
+#[cfg(test)]
+mod tests;

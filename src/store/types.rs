@@ -65,7 +65,7 @@ pub fn partition_of(key: &[u8], partitions: u32) -> PartitionId {
 }
 
 /// What to do when a write would take memory over `maxmemory`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum EvictionPolicy {
     /// Refuse writes that need memory (`-OOM ...`).
     NoEviction,
@@ -86,6 +86,7 @@ pub enum EvictionPolicy {
     /// First in, first out.
     Fifo,
     /// S3-FIFO (small + main FIFO with a ghost queue): scan resistant; the default.
+    #[default]
     S3Fifo,
 }
 
@@ -118,12 +119,6 @@ impl EvictionPolicy {
             EvictionPolicy::Fifo => "fifo",
             EvictionPolicy::S3Fifo => "s3-fifo",
         }
-    }
-}
-
-impl Default for EvictionPolicy {
-    fn default() -> Self {
-        EvictionPolicy::S3Fifo
     }
 }
 

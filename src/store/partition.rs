@@ -1,0 +1,201 @@
+//! [`Partition`]: one partition's keys, a slab of [`Entry`] slots indexed by
+//! a `hashbrown` table of slot numbers.
+//!
+//! # What this module owns
+//! Finding, inserting and removing keys of one partition, and stable slot
+//! numbers: a slot keeps its number until the key leaves, so eviction
+//! queues and samplers can name a key by `(partition, slot)` in 8 bytes.
+//! The table holds `u32` slot numbers only (5 bytes a bucket); the slab
+//! grows by a quarter at a time so it wastes little.
+//!
+//! # What it must not do
+//! No locking (the caller holds the partition's mutex), no counters, no
+//! policy: callers decide and then call these primitives.
+
+use hashbrown::HashTable;
+
+use super::entry::{Entry, FREE, QUEUED, TOMB};
+
+/// End of the free list.
+const NIL: u32 = u32::MAX;
+
+/// The keys of one partition.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    /// Key hash -> slot number, for lookups by key.
+    index: HashTable<u32>,
+    /// The slots; a slot is live, free (on the free list) or a tombstone.
+    pub(crate) slots: Vec<Entry>,
+    /// First free slot, or `NIL`.
+    free_head: u32,
+    /// Live keys (expired-but-not-reclaimed included).
+    pub(crate) live: u32,
+    /// Live keys with a TTL.
+    pub(crate) with_ttl: u32,
+    /// Where the active expiry walk resumes in `slots`.
+    pub(crate) expire_cursor: u32,
+}
+
+/// The table hash of a key: xxh3-64 with the store's (random) seed.
+pub(crate) fn key_hash(key: &[u8], seed: u64) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, seed)
+}
+
+impl Partition {
+    /// An empty partition.
+    pub(crate) fn new() -> Self {
+        Partition {
+            index: HashTable::new(),
+            slots: Vec::new(),
+            free_head: NIL,
+            live: 0,
+            with_ttl: 0,
+            expire_cursor: 0,
+        }
+    }
+
+    /// The slot holding `key` (hash `h`), if any.
+    pub(crate) fn find(&self, key: &[u8], h: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(h, |&i| slots[i as usize].key() == key)
+            .copied()
+    }
+
+    /// The live entry at `slot`, if the slot number is valid and live.
+    pub(crate) fn live_at(&self, slot: u32) -> Option<&Entry> {
+        self.slots.get(slot as usize).filter(|e| e.is_live())
+    }
+
+    /// Insert a key known to be absent; returns its slot.
+    pub(crate) fn insert(&mut self, entry: Entry, h: u64, seed: u64) -> u32 {
+        if entry.has_ttl() {
+            self.with_ttl += 1;
+        }
+        self.live += 1;
+        let slot = self.alloc_slot(entry);
+        let slots = &self.slots;
+        self.index
+            .insert_unique(h, slot, |&i| key_hash(slots[i as usize].key(), seed));
+        slot
+    }
+
+    /// Remove the live key at `slot` (hash `h`). With `tomb` the slot
+    /// becomes a tombstone (a queue item still names it) instead of free.
+    /// Returns the removed entry's cost in bytes and whether it had a TTL.
+    pub(crate) fn remove(&mut self, slot: u32, h: u64, tomb: bool) -> (u64, bool) {
+        if let Ok(found) = self.index.find_entry(h, |&i| i == slot) {
+            found.remove();
+        }
+        let e = &mut self.slots[slot as usize];
+        let cost = e.cost();
+        let had_ttl = e.has_ttl();
+        self.live -= 1;
+        if had_ttl {
+            self.with_ttl -= 1;
+        }
+        if tomb && e.meta & QUEUED != 0 {
+            *e = Entry::free(NIL);
+            e.meta = TOMB;
+        } else {
+            self.release(slot);
+        }
+        (cost, had_ttl)
+    }
+
+    /// Put a free-able slot (tombstone or just-emptied) on the free list.
+    pub(crate) fn release(&mut self, slot: u32) {
+        self.slots[slot as usize] = Entry::free(self.free_head);
+        self.free_head = slot;
+    }
+
+    /// Change the expiry of the live entry at `slot`, keeping `with_ttl` right.
+    pub(crate) fn set_expiry(&mut self, slot: u32, expires_at: u64) {
+        let e = &mut self.slots[slot as usize];
+        match (e.has_ttl(), expires_at != 0) {
+            (false, true) => self.with_ttl += 1,
+            (true, false) => self.with_ttl -= 1,
+            _ => {}
+        }
+        e.expires_at = expires_at;
+    }
+
+    /// Drop every key and slot.
+    pub(crate) fn clear(&mut self) {
+        *self = Partition::new();
+    }
+
+    /// Turn every tombstone into a free slot and clear every `QUEUED` flag
+    /// (the FIFO queues were dropped).
+    pub(crate) fn forget_queues(&mut self) {
+        for i in 0..self.slots.len() {
+            let meta = self.slots[i].meta;
+            if meta & TOMB != 0 {
+                self.release(i as u32);
+            } else if meta & FREE == 0 {
+                self.slots[i].meta &= !QUEUED;
+            }
+        }
+    }
+
+    /// Store `entry` in a free slot or a new one, growing the slab by about
+    /// a quarter when full (not doubling: the slab is most of the overhead).
+    fn alloc_slot(&mut self, entry: Entry) -> u32 {
+        if self.free_head != NIL {
+            let slot = self.free_head;
+            self.free_head = self.slots[slot as usize].key_len;
+            self.slots[slot as usize] = entry;
+            return slot;
+        }
+        if self.slots.len() == self.slots.capacity() {
+            let extra = (self.slots.len() / 4).max(4);
+            self.slots.reserve_exact(extra);
+        }
+        self.slots.push(entry);
+        (self.slots.len() - 1) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(p: &mut Partition, key: &[u8]) -> u32 {
+        p.insert(Entry::new(key, b"v", 1, 0, 0), key_hash(key, 7), 7)
+    }
+
+    #[test]
+    fn inserted_keys_are_found_and_removed_keys_are_not() {
+        let mut p = Partition::new();
+        let slots: Vec<u32> = (0..100u32).map(|i| put(&mut p, &i.to_be_bytes())).collect();
+        for (i, s) in slots.iter().enumerate() {
+            let k = (i as u32).to_be_bytes();
+            assert_eq!(p.find(&k, key_hash(&k, 7)), Some(*s));
+        }
+        let k = 5u32.to_be_bytes();
+        p.remove(slots[5], key_hash(&k, 7), false);
+        assert_eq!(p.find(&k, key_hash(&k, 7)), None);
+        assert_eq!(p.live, 99);
+    }
+
+    #[test]
+    fn freed_slots_are_reused() {
+        let mut p = Partition::new();
+        let a = put(&mut p, b"a");
+        put(&mut p, b"b");
+        p.remove(a, key_hash(b"a", 7), false);
+        assert_eq!(put(&mut p, b"c"), a);
+        assert_eq!(p.slots.len(), 2);
+    }
+
+    #[test]
+    fn tombstones_are_not_reused_until_released() {
+        let mut p = Partition::new();
+        let a = put(&mut p, b"a");
+        p.slots[a as usize].meta |= QUEUED;
+        p.remove(a, key_hash(b"a", 7), true);
+        assert_ne!(put(&mut p, b"b"), a);
+        p.forget_queues();
+        assert_eq!(put(&mut p, b"c"), a);
+    }
+}
