@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use quinn::crypto::rustls::QuicClientConfig;
 use shoal::certs::{NodeTls, TestPki};
 use shoal::transport::quic::{QuicConfig, QuicTransport, StatsSnapshot};
 use shoal::transport::{Incoming, IncomingRx, NodeName, PeerAddr, Transport, TransportError};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// Loopback, any free port.
@@ -430,6 +432,66 @@ async fn datagrams_beyond_a_full_incoming_channel_are_dropped_and_counted() {
     }
     let s = eventually(&b, |s| s.datagrams_in + s.datagrams_dropped == 3).await;
     assert_eq!((s.datagrams_in, s.datagrams_dropped), (1, 2));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A UDP relay in front of `to` whose link can be cut: packets from the
+/// dialler go to `to`, packets from `to` go back to the last dialler.
+async fn relay(to: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
+    let sock = UdpSocket::bind(any_port()).await.expect("relay bind");
+    let addr = sock.local_addr().expect("relay addr");
+    let cut = Arc::new(AtomicBool::new(false));
+    let cut2 = cut.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let mut client = None;
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            if cut2.load(Ordering::SeqCst) {
+                continue;
+            }
+            let dest = if from == to {
+                client
+            } else {
+                client = Some(from);
+                Some(to)
+            };
+            if let Some(dest) = dest {
+                let _ = sock.send_to(&buf[..n], dest).await;
+            }
+        }
+    });
+    (addr, cut)
+}
+
+#[tokio::test]
+async fn connection_to_a_silent_peer_closes_after_the_idle_timeout_then_redials() {
+    let pki = TestPki::new("test").expect("pki");
+    let mut cfg = QuicConfig::new(any_port(), pki.node("node-a").expect("a"));
+    cfg.idle_timeout = Duration::from_millis(300);
+    cfg.keep_alive = Duration::from_millis(100);
+    let (a, _rx_a) = QuicTransport::bind(cfg).expect("bind a");
+    let (b, rx_b) = start(pki.node("node-b").expect("b"));
+    let _dg = serve(rx_b);
+    let (via, cut) = relay(b.local_addr()).await;
+    let to_b = PeerAddr {
+        addr: via,
+        name: Some(NodeName::new("node-b")),
+    };
+    a.request(&to_b, Bytes::from_static(b"one"))
+        .await
+        .expect("through the relay");
+
+    cut.store(true, Ordering::SeqCst);
+    eventually(&a, |s| s.connections_closed >= 1).await;
+
+    cut.store(false, Ordering::SeqCst);
+    let reply = a
+        .request(&to_b, Bytes::from_static(b"two"))
+        .await
+        .expect("redialled");
+    assert_eq!(&reply[..], b"node-a:two");
+    assert_eq!(a.stats().snapshot().handshakes_ok, 2);
     a.shutdown().await;
     b.shutdown().await;
 }

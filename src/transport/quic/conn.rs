@@ -43,6 +43,7 @@ pub async fn drive(inner: Arc<Inner>, peer: PeerConn) {
         }
     }
     inner.peers.forget(addr, peer.conn.stable_id());
+    bump(&inner.stats.connections_closed);
 }
 
 /// Note why a connection ended; a TLS alert right after the handshake (the

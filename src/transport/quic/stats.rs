@@ -111,6 +111,9 @@ pub struct TransportStats {
     pub handshake_failures: HandshakeFailures,
     /// Handshakes that completed (both directions).
     pub handshakes_ok: AtomicU64,
+    /// Authenticated connections that ended (closed by either side, idle
+    /// timeout, shutdown).
+    pub connections_closed: AtomicU64,
     /// Datagrams delivered to the incoming channel.
     pub datagrams_in: AtomicU64,
     /// Datagrams handed to quinn for sending.
@@ -146,6 +149,8 @@ pub struct StatsSnapshot {
     pub handshake_other: u64,
     /// See [`TransportStats::handshakes_ok`].
     pub handshakes_ok: u64,
+    /// See [`TransportStats::connections_closed`].
+    pub connections_closed: u64,
     /// See [`TransportStats::datagrams_in`].
     pub datagrams_in: u64,
     /// See [`TransportStats::datagrams_out`].
@@ -191,6 +196,7 @@ impl TransportStats {
             handshake_bad_alpn: get(&f.bad_alpn),
             handshake_other: get(&f.other),
             handshakes_ok: get(&self.handshakes_ok),
+            connections_closed: get(&self.connections_closed),
             datagrams_in: get(&self.datagrams_in),
             datagrams_out: get(&self.datagrams_out),
             datagrams_dropped: get(&self.datagrams_dropped),
