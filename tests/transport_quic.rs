@@ -291,6 +291,41 @@ async fn peer_offering_no_alpn_is_refused() {
     b.shutdown().await;
 }
 
+#[tokio::test]
+async fn stalled_request_stream_is_reset_after_the_deadline() {
+    let pki = TestPki::new("test").expect("pki");
+    let mut cfg = QuicConfig::new(any_port(), pki.node("node-b").expect("b"));
+    cfg.request_timeout = Duration::from_millis(200);
+    let (b, rx_b) = QuicTransport::bind(cfg).expect("bind b");
+    let _dg = serve(rx_b);
+    let me = pki.node("node-a").expect("a");
+    let mut crypto = rustls_client(&me)
+        .with_client_auth_cert(me.chain.clone(), me.key.clone_key())
+        .expect("client auth");
+    crypto.alpn_protocols = vec![b"shoal/1".to_vec()];
+    let (ep, cfg) = raw_client(crypto);
+    let conn = ep
+        .connect_with(cfg, b.local_addr(), "node-b")
+        .expect("connect")
+        .await
+        .expect("handshake");
+
+    // Half a length prefix, then nothing.
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    send.write_all(&[0, 0]).await.expect("write");
+    let mut buf = [0u8; 1];
+    let err = recv.read_exact(&mut buf).await.expect_err("reset");
+    assert!(
+        matches!(
+            err,
+            quinn::ReadExactError::ReadError(quinn::ReadError::Reset(_))
+        ),
+        "{err}"
+    );
+    assert_eq!(b.stats().snapshot().requests_in, 0);
+    b.shutdown().await;
+}
+
 /// Bind `addr` again, retrying while the old socket is being released.
 async fn rebind(tls: NodeTls, addr: SocketAddr) -> (Arc<QuicTransport>, IncomingRx) {
     for _ in 0..100 {

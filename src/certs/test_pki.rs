@@ -16,6 +16,7 @@ use super::{
 /// An in-memory cluster CA that issues node certificates without touching
 /// the disk. Meant for tests and for `shoal up` (throw-away local clusters);
 /// production clusters use [`init_ca`] and [`issue_node`].
+#[derive(Clone)]
 pub struct TestPki {
     /// The CA certificate, PEM.
     ca_pem: String,

@@ -86,7 +86,14 @@ async fn serve_request(
     mut recv: RecvStream,
 ) {
     let max = inner.limits.max_frame;
-    let payload = match read_frame(&mut recv, max).await {
+    let deadline = inner.limits.request_timeout;
+    // A peer that opens a stream and sends too slowly does not hold a task.
+    let read = timeout(deadline, read_frame(&mut recv, max))
+        .await
+        .unwrap_or(Err(FrameError::Other(
+            "request not received in time".into(),
+        )));
+    let payload = match read {
         Ok(p) => p,
         Err(FrameError::TooLarge(len)) => {
             bump(&inner.stats.frames_rejected);
@@ -97,6 +104,8 @@ async fn serve_request(
         }
         Err(e) => {
             tracing::debug!(peer = %from.name, error = ?e, "request stream failed");
+            let _ = recv.stop(NO_REPLY);
+            let _ = send.reset(NO_REPLY);
             return;
         }
     };
@@ -108,7 +117,6 @@ async fn serve_request(
         payload,
         reply: tx,
     };
-    let deadline = inner.limits.request_timeout;
     let reply = async {
         inner.incoming.send(msg).await.ok()?;
         rx.await.ok()
