@@ -127,7 +127,7 @@ fn write_docs(s: &CommandSpec, reply: &mut Reply<'_>) {
 }
 
 fn getkeys(cmd: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let Some(name) = cmd.first() else {
+    let Some(name) = cmd.first().filter(|_| cmd.len() >= 2) else {
         return Err(CmdError::WrongArity("command|getkeys".into()));
     };
     let Some((_, s)) = lookup(name) else {
