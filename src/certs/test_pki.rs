@@ -15,7 +15,7 @@ use super::{
 
 /// An in-memory cluster CA that issues node certificates without touching
 /// the disk. Meant for tests and for `shoal up` (throw-away local clusters);
-/// production clusters use [`init_ca`] and [`issue_node`].
+/// production clusters use [`init_ca`](super::init_ca) and [`issue_node`](super::issue_node).
 #[derive(Clone)]
 pub struct TestPki {
     /// The CA certificate, PEM.
@@ -86,7 +86,7 @@ impl TestPki {
     }
 
     /// Write this CA to `dir` as `ca.crt` / `ca.key` (overwriting), so
-    /// [`issue_node`] can issue under it.
+    /// [`issue_node`](super::issue_node) can issue under it.
     pub fn write_ca(&self, dir: &Path) -> Result<CaPaths> {
         let paths = CaPaths {
             cert: dir.join(CA_CERT),
