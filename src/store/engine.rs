@@ -52,6 +52,10 @@ pub struct Store {
     admin: Mutex<()>,
     /// Partition the next active-expiry cycle starts from.
     pub(super) expire_next: AtomicU32,
+    /// Latest `now` seen by a write or an expiry cycle: the time used when
+    /// a policy change reinitialises eviction metadata (the store reads no
+    /// clock of its own).
+    last_now: AtomicU64,
 }
 
 /// One step of a SCAN: keys found and the cursor to continue from (0 = done).
@@ -94,6 +98,7 @@ impl Store {
             tracking: AtomicBool::new(false),
             admin: Mutex::new(()),
             expire_next: AtomicU32::new(0),
+            last_now: AtomicU64::new(0),
         };
         store.reconfigure(false);
         store
@@ -115,6 +120,14 @@ impl Store {
         self.parts[pid as usize]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remember `now` as the latest time seen (cheap: a store only when the
+    /// millisecond changed).
+    pub(super) fn observe(&self, now: u64) {
+        if now > self.last_now.load(Ordering::Relaxed) {
+            self.last_now.store(now, Ordering::Relaxed);
+        }
     }
 
     /// True while the FIFO queues are maintained.
@@ -234,6 +247,17 @@ impl Store {
                 }
                 None
             }
+            Mutation::SetExpiry(Some(at))
+            | Mutation::Set {
+                expires_at: Some(at),
+                ..
+            } if at <= now => {
+                // A deadline already passed: the key is gone at once.
+                if let Some(s) = slot {
+                    self.remove_at(pid, &mut part, s, Removal::Expired, false);
+                }
+                None
+            }
             Mutation::SetExpiry(at) => {
                 if let Some(s) = slot {
                     self.set_expiry(pid, &mut part, s, at);
@@ -241,7 +265,8 @@ impl Store {
                 None
             }
             Mutation::Set { value, expires_at } => {
-                let at = expires_at.map_or(0, |t| t.0.max(1));
+                self.observe(now.0);
+                let at = expires_at.map_or(0, |t| t.0);
                 self.write(pid, &mut part, slot, key, h, &value, at, now.0)?
             }
         };
@@ -258,7 +283,7 @@ impl Store {
     }
 
     fn set_expiry(&self, pid: u32, part: &mut Partition, slot: u32, at: Option<UnixMillis>) {
-        let at = at.map_or(0, |t| t.0.max(1));
+        let at = at.map_or(0, |t| t.0);
         let before = part.slots[slot as usize].has_ttl();
         part.set_expiry(slot, at);
         part.slots[slot as usize].version = self.next_version();
@@ -421,7 +446,7 @@ impl Store {
             self.queues.clear();
         }
         let kind = meta::kind(policy);
-        let now = UnixMillis::now().0;
+        let now = self.last_now.load(Ordering::Relaxed);
         for pid in 0..self.partitions() {
             let mut items = Vec::new();
             let mut part = self.lock(pid);

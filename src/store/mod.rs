@@ -22,6 +22,30 @@
 //! - Memory is counted in bytes of keys, values and per-entry overhead; when a
 //!   write would take `used` over `maxmemory`, the policy evicts first or the
 //!   write fails with [`StoreError::OutOfMemory`].
+//!
+//! # Layout
+//! - `types.rs`: the vocabulary (time, versions, partitions, policies).
+//! - `engine.rs`: [`Store`] and its public operations.
+//! - `partition.rs`: one partition = a slab of 40-byte entry slots plus a
+//!   `hashbrown::HashTable<u32>` of slot numbers (5 bytes a bucket), so a
+//!   slot number is a stable 4-byte name for a key.
+//! - `entry.rs`: an entry's layout (key and value in one allocation) and
+//!   the byte-charge formula.
+//! - `counters.rs`: striped atomic statistics.
+//! - `ttl.rs`: the active expiry cycle. `scan.rs`: SCAN and RANDOMKEY.
+//! - `eviction/`: sampled LRU/LFU/random/TTL (`sample.rs`), sharded
+//!   FIFO/S3-FIFO queues (`fifo.rs`), per-entry metadata (`meta.rs`).
+//!
+//! # Measured (release build, 2-core VM)
+//! - 1,000,000 keys of 16 bytes with 100-byte values, P = 4096: about 186
+//!   bytes of RSS per key (the charge, `used_memory`, is 184 per key);
+//!   `examples/store_bytes_per_key.rs`.
+//! - Hit ratios of every policy against exact LRU and Belady on Zipf
+//!   workloads: `examples/hitratio.rs`.
+//!
+//! # Time
+//! An entry is expired once `now >= expires_at`. A write whose deadline has
+//! already passed removes the key.
 
 mod counters;
 mod entry;

@@ -379,3 +379,51 @@ fn lfu_keeps_frequently_read_keys() {
         .count();
     assert!(kept >= 45, "kept {kept}");
 }
+
+#[test]
+fn concurrent_writers_evict_without_deadlock_and_respect_the_limit() {
+    let per = entry_cost(12, 20);
+    for policy in [
+        EvictionPolicy::S3Fifo,
+        EvictionPolicy::Fifo,
+        EvictionPolicy::AllKeysLru,
+        EvictionPolicy::VolatileTtl,
+    ] {
+        let s = std::sync::Arc::new(store(8, per * 200, policy));
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5000 {
+                        let k = key(t * 100_000 + i);
+                        s.set(&k, val(20), Some(T0.plus(1_000_000)), T0).unwrap();
+                        if i % 7 == 0 {
+                            s.delete(&key(t * 100_000 + i / 2), T0);
+                        }
+                        s.get(&key(t * 100_000 + i / 3), T0);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let st = s.stats();
+        // Racing writers may each add one entry after the same check.
+        assert!(st.used_memory <= per * 204, "{policy}: {}", st.used_memory);
+        assert!(st.keys > 100, "{policy}: {}", st.keys);
+        assert_eq!(st.used_memory, st.keys * per, "{policy}");
+    }
+}
+
+#[test]
+fn a_deadline_in_the_past_removes_the_key_at_once() {
+    let s = store(4, 0, EvictionPolicy::default());
+    s.set(b"a", val(1), Some(T0), T0).unwrap();
+    assert_eq!(s.stats().keys, 0);
+    s.set(b"b", val(1), None, T0).unwrap();
+    s.update(b"b", T0, |_| (Mutation::SetExpiry(Some(UnixMillis(5))), ()))
+        .unwrap();
+    let st = s.stats();
+    assert_eq!((st.keys, st.used_memory), (0, 0));
+}

@@ -40,6 +40,7 @@ impl Store {
     /// stopping after about `budget` sampled keys. Returns keys removed.
     /// The server calls it ~10 times a second.
     pub fn expire_cycle(&self, now: UnixMillis, budget: usize) -> usize {
+        self.observe(now.0);
         let n = self.partitions();
         let mut pid = self.expire_next.load(Ordering::Relaxed) % n;
         let mut sampled_left = budget.max(1);
