@@ -232,8 +232,12 @@ impl NodeTls {
                 path: key.1.to_path_buf(),
                 reason: e.to_string(),
             })?;
-        let name = node_name_of(&chain[0])?;
-        check_trusted(&ca_certs, &chain, &name)?;
+        let (leaf, intermediates) = chain.split_first().ok_or_else(|| CertError::Pem {
+            path: cert.1.to_path_buf(),
+            reason: "no certificate found".into(),
+        })?;
+        let name = node_name_of(leaf)?;
+        check_trusted(&ca_certs, leaf, intermediates, &name)?;
         Ok(NodeTls {
             ca: ca_certs,
             chain,
@@ -351,11 +355,12 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Check `chain` is trusted by `ca` and valid for `name`, with rustls'
-/// own verifier and the ring provider.
+/// Check `leaf` (with `intermediates`) is trusted by `ca` and valid for
+/// `name`, with rustls' own verifier and the ring provider.
 fn check_trusted(
     ca: &[CertificateDer<'static>],
-    chain: &[CertificateDer<'static>],
+    leaf: &CertificateDer<'static>,
+    intermediates: &[CertificateDer<'static>],
     name: &NodeName,
 ) -> Result<()> {
     let mut roots = rustls::RootCertStore::empty();
@@ -373,7 +378,7 @@ fn check_trusted(
         .map_err(|_| CertError::InvalidName(name.to_string()))?;
     use rustls::client::danger::ServerCertVerifier;
     verifier
-        .verify_server_cert(&chain[0], &chain[1..], &server_name, &[], UnixTime::now())
+        .verify_server_cert(leaf, intermediates, &server_name, &[], UnixTime::now())
         .map_err(|e| CertError::NotTrusted(e.to_string()))?;
     Ok(())
 }
