@@ -33,6 +33,13 @@ fn max_over_mean(ring: &Ring, count: impl Fn(Ownership) -> u32) -> f64 {
 }
 
 #[test]
+fn rings_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Ring>();
+    shareable::<Transfer>();
+}
+
+#[test]
 fn zero_partitions_or_replicas_is_refused() {
     let m = numbered("n", 3);
     assert_eq!(
