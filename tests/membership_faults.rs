@@ -201,3 +201,25 @@ async fn isolated_node_that_comes_back_rejoins_with_a_new_generation() {
     eprintln!("isolated node back in every view {took:?} after the network healed (virtual)");
     assert!(nodes[2].generation() > old);
 }
+
+#[tokio::test(start_paused = true)]
+async fn clusters_formed_apart_merge_once_the_seed_is_reachable() {
+    init_tracing();
+    let net = MemNetwork::new();
+    // n2's seed n1 is unreachable at boot; n3 joins n2 instead.
+    net.cut("n1", "n2");
+    let n1 = start(&net, NodeSpec::new(1, &[]));
+    let n2 = start(&net, NodeSpec::new(2, &[1]));
+    let n3 = start(&net, NodeSpec::new(3, &[2]));
+    wait_until("n2 and n3 formed", LIMIT, || {
+        all_see_alive(&[&n2, &n3], &["n2", "n3"])
+    })
+    .await;
+    assert_eq!(n1.view().members.len(), 1);
+    net.heal("n1", "n2");
+    let took = wait_until("one cluster of three", Duration::from_secs(180), || {
+        all_see_alive(&[&n1, &n2, &n3], &["n1", "n2", "n3"])
+    })
+    .await;
+    eprintln!("split clusters merged {took:?} after the seed became reachable (virtual)");
+}

@@ -57,6 +57,10 @@ pub struct MembershipConfig {
     pub announce_min: Duration,
     /// Longest delay between announces while alone. Default 5 s.
     pub announce_max: Duration,
+    /// Interval of announces to the seeds once we have company, so two
+    /// clusters that formed apart (a seed unreachable at boot) merge.
+    /// `None` disables. Default 60 s.
+    pub seed_refresh_interval: Option<Duration>,
     /// How long the task keeps running after `leave` so the news spreads.
     /// Default 1 s.
     pub leave_linger: Duration,
@@ -89,6 +93,7 @@ impl MembershipConfig {
             push_pull_interval: Duration::from_secs(20),
             announce_min: Duration::from_millis(200),
             announce_max: Duration::from_secs(5),
+            seed_refresh_interval: Some(Duration::from_secs(60)),
             leave_linger: Duration::from_secs(1),
             generation: None,
             rng_seed: None,
@@ -127,6 +132,12 @@ impl MembershipConfig {
         }
         if self.announce_min.is_zero() || self.announce_max < self.announce_min {
             return bad("announce_min must be positive and at most announce_max");
+        }
+        if self
+            .seed_refresh_interval
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return bad("seed_refresh_interval must be at least 1 s");
         }
         if self.command_capacity == 0 {
             return bad("command_capacity must be at least 1");

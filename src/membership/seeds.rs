@@ -2,7 +2,9 @@
 //!
 //! # What this module owns
 //! The re-announce schedule (exponential backoff between a minimum and a
-//! maximum while the node is alone in its view) and the resolution of seed
+//! maximum while the node is alone in its view; a slow refresh once it has
+//! company, so clusters that formed apart at boot merge when a seed becomes
+//! reachable) and the resolution of seed
 //! names (`tokio::net::lookup_host`, done again at every retry so a seed
 //! whose address changed is found).
 //!
@@ -25,9 +27,11 @@ pub struct Announcer {
     min: Duration,
     /// Cap of the delay.
     max: Duration,
+    /// Interval of announces while we have company (`None`: never).
+    refresh: Option<Duration>,
     /// Delay before the announce after the next one.
     delay: Duration,
-    /// When the next announce is due; `None` while we have company.
+    /// When the next announce is due; `None` when none is planned.
     next: Option<Instant>,
     /// Whether we have seeds at all.
     enabled: bool,
@@ -37,10 +41,11 @@ pub struct Announcer {
 
 impl Announcer {
     /// A schedule that announces at once (if there are seeds).
-    pub fn new(min: Duration, max: Duration, enabled: bool) -> Self {
+    pub fn new(min: Duration, max: Duration, refresh: Option<Duration>, enabled: bool) -> Self {
         Announcer {
             min,
             max,
+            refresh,
             delay: min,
             next: enabled.then(Instant::now),
             enabled,
@@ -58,16 +63,27 @@ impl Announcer {
         self.next.is_some_and(|t| t <= now)
     }
 
-    /// An announce was sent at `now`: back off.
-    pub fn fired(&mut self, now: Instant) {
-        self.next = Some(now + self.delay);
-        self.delay = (self.delay * 2).min(self.max);
+    /// An announce was sent at `now`: back off while `alone`, else plan
+    /// the next refresh.
+    pub fn fired(&mut self, now: Instant, alone: bool) {
+        if alone {
+            self.next = Some(now + self.delay);
+            self.delay = (self.delay * 2).min(self.max);
+        } else {
+            self.joined(now);
+        }
     }
 
-    /// We joined: stop announcing.
+    /// We joined at `now`: only the slow refresh from here on.
+    pub fn joined(&mut self, now: Instant) {
+        self.delay = self.min;
+        self.next = self.refresh.filter(|_| self.enabled).map(|r| now + r);
+    }
+
+    /// We are leaving: no more announces.
     pub fn stop(&mut self) {
         self.next = None;
-        self.delay = self.min;
+        self.enabled = false;
     }
 
     /// We are alone again: announce now and back off from the minimum.
@@ -112,13 +128,14 @@ mod tests {
     async fn backoff_doubles_up_to_the_cap_and_restarts_from_the_minimum() {
         let min = Duration::from_millis(200);
         let max = Duration::from_secs(5);
-        let mut a = Announcer::new(min, max, true);
+        let refresh = Duration::from_secs(60);
+        let mut a = Announcer::new(min, max, Some(refresh), true);
         let t0 = Instant::now();
         assert!(a.due(t0));
         let mut gaps = Vec::new();
         let mut now = t0;
         for _ in 0..8 {
-            a.fired(now);
+            a.fired(now, true);
             let next = a.next().expect("scheduled");
             gaps.push(next - now);
             now = next;
@@ -126,18 +143,27 @@ mod tests {
         assert_eq!(gaps[0], min);
         assert_eq!(gaps[1], min * 2);
         assert_eq!(*gaps.last().expect("gaps"), max);
+        a.joined(now);
+        assert_eq!(a.next().map(|n| n - now), Some(refresh));
+        a.restart(now);
+        a.fired(now, true);
+        assert_eq!(a.next().map(|n| n - now), Some(min));
         a.stop();
         assert!(a.next().is_none());
-        a.restart(now);
-        a.fired(now);
-        assert_eq!(a.next().map(|n| n - now), Some(min));
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_seeds_means_no_announces() {
-        let mut a = Announcer::new(Duration::from_millis(1), Duration::from_millis(2), false);
+        let mut a = Announcer::new(
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+            Some(Duration::from_secs(1)),
+            false,
+        );
         assert!(a.next().is_none());
         a.restart(Instant::now());
+        assert!(a.next().is_none());
+        a.joined(Instant::now());
         assert!(a.next().is_none());
     }
 

@@ -48,8 +48,15 @@ pub struct MembershipStats {
     pub announces: AtomicU64,
     /// Seed names that did not resolve.
     pub seed_resolve_failures: AtomicU64,
+    /// Members that turned suspect in our view.
+    pub suspected: AtomicU64,
+    /// Members that turned down in our view (failures and leaves).
+    pub declared_down: AtomicU64,
     /// Times a new view was published.
     pub view_changes: AtomicU64,
+    /// `TurnUndead` notices foca would have sent to a member that refuted
+    /// its suspicion (see the task's workaround); dropped.
+    pub turn_undead_suppressed: AtomicU64,
     /// Outgoing packets dropped because they exceeded the datagram size.
     pub oversize_dropped: AtomicU64,
 }

@@ -100,9 +100,21 @@ impl View {
     }
 }
 
+/// How many members changed to each state between two views.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Became alive (joined, refuted, or restarted).
+    pub up: u64,
+    /// Became suspect.
+    pub suspect: u64,
+    /// Became down.
+    pub down: u64,
+}
+
 /// Log one info line per member whose presence, state or generation
-/// changed between `old` and `new`.
-pub fn log_changes(local: &NodeName, old: &View, new: &View) {
+/// changed between `old` and `new`; returns the counts.
+pub fn log_changes(local: &NodeName, old: &View, new: &View) -> Changes {
+    let mut changes = Changes::default();
     for m in &new.members {
         let before = old
             .members
@@ -118,12 +130,15 @@ pub fn log_changes(local: &NodeName, old: &View, new: &View) {
             Some(o) if o.state == m.state => {}
             _ => match m.state {
                 MemberState::Alive => {
+                    changes.up += 1;
                     tracing::info!(node = %local, member = %name, %addr, "member up")
                 }
                 MemberState::Suspect => {
+                    changes.suspect += 1;
                     tracing::info!(node = %local, member = %name, %addr, "member suspect")
                 }
                 MemberState::Down => {
+                    changes.down += 1;
                     tracing::info!(node = %local, member = %name, %addr, "member down")
                 }
             },
@@ -141,6 +156,7 @@ pub fn log_changes(local: &NodeName, old: &View, new: &View) {
             );
         }
     }
+    changes
 }
 
 #[cfg(test)]

@@ -17,22 +17,24 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use foca::{AccumulatingRuntime, Codec, Foca, OwnedNotification, PostcardCodec, Timer};
+use foca::{AccumulatingRuntime, Codec, Foca, Message, OwnedNotification, PostcardCodec, Timer};
 use rand::rngs::StdRng;
-use rand::seq::IteratorRandom;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
+
+mod inbound;
+mod publish;
 
 use super::MembershipError;
 use super::config::MembershipConfig;
-use super::envelope::{Envelope, EnvelopeError, Kind};
+use super::envelope::{Envelope, Kind};
 use super::identity::NodeIdentity;
-use super::meta::{MetaHandler, MetaRecord, MetaTable, NodeMeta, record_is_acceptable};
+use super::meta::{MetaHandler, MetaRecord, MetaTable, NodeMeta};
 use super::seeds::{Announcer, resolve_seeds};
-use super::stats::{MembershipStats, RejectLog, Rejection};
-use super::sync::{SyncMessage, encode_chunks};
-use super::view::{MemberInfo, MemberState, View, log_changes};
+use super::stats::{MembershipStats, RejectLog};
+use super::view::View;
 use crate::shutdown::Shutdown;
 use crate::transport::{MAX_DATAGRAM, NodeName, PeerAddr, Transport};
 
@@ -165,7 +167,12 @@ impl MembershipTask {
         let (resolved_tx, resolved_rx) = mpsc::channel(4);
         let now = Instant::now();
         let mut task = MembershipTask {
-            announcer: Announcer::new(cfg.announce_min, cfg.announce_max, !cfg.seeds.is_empty()),
+            announcer: Announcer::new(
+                cfg.announce_min,
+                cfg.announce_max,
+                cfg.seed_refresh_interval,
+                !cfg.seeds.is_empty(),
+            ),
             next_sync: now + cfg.push_pull_interval,
             cfg,
             foca,
@@ -193,7 +200,13 @@ impl MembershipTask {
     }
 
     /// Run until shutdown, or until a leave has lingered long enough.
-    pub async fn run(mut self) {
+    pub async fn run(self) {
+        let span = tracing::info_span!("membership", node = %self.cfg.node);
+        self.run_loop().instrument(span).await
+    }
+
+    /// The loop behind [`MembershipTask::run`].
+    async fn run_loop(mut self) {
         tracing::info!(node = %self.cfg.node, identity = %self.foca.identity(), "membership started");
         loop {
             let wake = self.next_wake();
@@ -202,7 +215,7 @@ impl MembershipTask {
                 Some(cmd) = self.io.commands.recv() => self.on_command(cmd),
                 Some(addrs) = self.resolved_rx.recv() => {
                     self.announcer.resolved();
-                    if self.foca.num_members() == 0 {
+                    if self.leaving.is_none() {
                         self.announce_to(&addrs);
                     }
                 }
@@ -284,6 +297,12 @@ impl MembershipTask {
     /// Drain foca's runtime: send, schedule, react.
     fn drain(&mut self) {
         while let Some((to, data)) = self.runtime.to_send() {
+            if self.is_spurious_turn_undead(&to, &data) {
+                self.stats
+                    .turn_undead_suppressed
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             self.send(&to, Kind::Swim, &data);
         }
         let now = Instant::now();
@@ -293,6 +312,18 @@ impl MembershipTask {
         while let Some(n) = self.runtime.to_notify() {
             self.on_notification(n);
         }
+    }
+
+    /// Foca 2.0 sends `TurnUndead` when a suspicion timer fires even if the
+    /// member refuted the suspicion meanwhile (the timer's condition fails
+    /// but the notice still goes out), which makes a live member renew its
+    /// identity: a false Down. Such a notice to a member we still consider
+    /// active is dropped; one to a member we hold down goes out.
+    fn is_spurious_turn_undead(&self, to: &NodeIdentity, data: &[u8]) -> bool {
+        let Ok(header) = Codec::<NodeIdentity>::decode_header(&mut PostcardCodec, data) else {
+            return false;
+        };
+        header.message == Message::TurnUndead && self.foca.iter_members().any(|m| m.id() == to)
     }
 
     /// Wrap and send one datagram; never waits.
@@ -316,7 +347,7 @@ impl MembershipTask {
         match n {
             OwnedNotification::Active => {
                 tracing::info!(%node, "joined the cluster");
-                self.announcer.stop();
+                self.announcer.joined(Instant::now());
                 // Learn everyone's metadata at once instead of waiting
                 // for the periodic sync.
                 self.push_pull();
@@ -394,135 +425,14 @@ impl MembershipTask {
         Ok(())
     }
 
-    /// Check and route one datagram.
-    fn on_datagram(&mut self, d: InboundDatagram) {
-        self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
-        let payload = d.payload.clone();
-        match self.envelope.open(&payload) {
-            Ok((Kind::Swim, body)) => self.on_swim(&d, body),
-            Ok((Kind::Sync, body)) => self.on_sync(&d, body),
-            Err(e) => {
-                let reason = match e {
-                    EnvelopeError::Version(_) => Rejection::Version,
-                    EnvelopeError::Cluster(_) => Rejection::Cluster,
-                    EnvelopeError::Malformed | EnvelopeError::Kind(_) => Rejection::Malformed,
-                };
-                self.reject(reason, &d, &e);
-            }
-        }
-    }
-
-    /// Count and log a refused datagram.
-    fn reject(&mut self, reason: Rejection, d: &InboundDatagram, detail: &dyn std::fmt::Display) {
-        self.rejects
-            .reject(&self.stats, reason, &d.from, d.addr, detail);
-    }
-
-    /// A foca packet: check the claimed sender, then hand it to foca.
-    fn on_swim(&mut self, d: &InboundDatagram, body: &[u8]) {
-        let header = match Codec::<NodeIdentity>::decode_header(&mut PostcardCodec, body) {
-            Ok(h) => h,
-            Err(e) => return self.reject(Rejection::Malformed, d, &e),
-        };
-        let src: &NodeIdentity = &header.src;
-        if src.name != d.from {
-            let detail = format!("claims to be {}", src.name);
-            return self.reject(Rejection::Sender, d, &detail);
-        }
-        if src.cluster != self.cfg.cluster {
-            let detail = format!("identity of cluster {}", src.cluster);
-            return self.reject(Rejection::Cluster, d, &detail);
-        }
-        if let Err(e) = self.foca.handle_data(body, &mut self.runtime) {
-            self.reject(Rejection::Foca, d, &e);
-        }
-        self.drain();
-    }
-
-    /// A sync chunk: only from a current member, about our cluster.
-    fn on_sync(&mut self, d: &InboundDatagram, body: &[u8]) {
-        let msg: SyncMessage = match postcard::from_bytes(body) {
-            Ok(m) => m,
-            Err(e) => return self.reject(Rejection::Sync, d, &e),
-        };
-        if msg.sender.name != d.from {
-            let detail = format!("sync claims to be {}", msg.sender.name);
-            return self.reject(Rejection::Sender, d, &detail);
-        }
-        if !self.foca.iter_members().any(|m| *m.id() == msg.sender) {
-            return self.reject(Rejection::Sync, d, &"sync from a non-member");
-        }
-        let cluster = self.cfg.cluster.clone();
-        let members = msg
-            .members
-            .into_iter()
-            .filter(|m| m.id().cluster == cluster && !m.id().is_placeholder());
-        let r = self.foca.apply_many(members, true, &mut self.runtime);
-        self.after_call(r, "apply_many");
-        for rec in &msg.metas {
-            if rec.node == self.cfg.node {
-                continue;
-            }
-            if record_is_acceptable(rec, &cluster) {
-                self.table.offer(rec);
-            } else {
-                self.stats.meta_rejected.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.stats.sync_applied.fetch_add(1, Ordering::Relaxed);
-        if msg.reply {
-            let now = Instant::now();
-            let recent = self
-                .sync_answered
-                .get(&msg.sender.name)
-                .is_some_and(|t| now.duration_since(*t) < SYNC_REPLY_EVERY);
-            if !recent {
-                self.sync_answered.insert(msg.sender.name.clone(), now);
-                self.send_sync(&msg.sender, false);
-            }
-        }
-    }
-
-    /// Push our state to one random active member, asking for theirs.
-    fn push_pull(&mut self) {
-        if self.leaving.is_some() {
-            return;
-        }
-        let peer = self
-            .foca
-            .iter_members()
-            .map(|m| m.id())
-            .choose(&mut self.rng)
-            .cloned();
-        if let Some(peer) = peer {
-            self.send_sync(&peer, true);
-        }
-    }
-
-    /// Send our full state to `to`, in as many chunks as needed.
-    fn send_sync(&self, to: &NodeIdentity, reply: bool) {
-        let members = self.foca.iter_membership_state().cloned().collect();
-        let budget = MAX_DATAGRAM.saturating_sub(self.envelope.overhead());
-        let chunks = encode_chunks(
-            self.foca.identity(),
-            reply,
-            members,
-            self.table.records(),
-            budget,
-        );
-        for chunk in chunks {
-            self.send(to, Kind::Sync, &chunk);
-            self.stats.sync_sent.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The announce timer fired: resolve the seeds and announce.
+    /// The announce timer fired: resolve the seeds and announce (backing
+    /// off while alone, refreshing slowly otherwise).
     fn announce_to_seeds(&mut self, now: Instant) {
-        if self.foca.num_members() > 0 || self.leaving.is_some() {
+        if self.leaving.is_some() {
             self.announcer.stop();
             return;
         }
-        self.announcer.fired(now);
+        self.announcer.fired(now, self.foca.num_members() == 0);
         let (addrs, names) = split_seeds(&self.cfg.seeds);
         self.announce_to(&addrs);
         if !names.is_empty() && self.announcer.start_resolving() {
@@ -562,60 +472,6 @@ impl MembershipTask {
             }
         }
         self.refresh_view();
-    }
-
-    /// Rebuild the view; publish and log if it changed.
-    fn refresh_view(&mut self) {
-        let view = self.build_view();
-        let old = self.io.view.borrow().clone();
-        if old != view {
-            log_changes(&self.cfg.node, &old, &view);
-            self.io.view.send_replace(view);
-            self.stats.view_changes.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The view as foca and the metadata table see it now.
-    fn build_view(&self) -> View {
-        let me = self.foca.identity().clone();
-        let mut members: Vec<MemberInfo> = self
-            .foca
-            .iter_membership_state()
-            .map(|m| MemberInfo {
-                meta: self.table.meta_of(m.id()),
-                identity: m.id().clone(),
-                state: m.state().into(),
-                incarnation: m.incarnation(),
-                is_local: false,
-            })
-            .collect();
-        let state = if self.leaving.is_some() || self.shutdown.is_triggered() {
-            MemberState::Down
-        } else {
-            MemberState::Alive
-        };
-        members.push(MemberInfo {
-            identity: me,
-            state,
-            incarnation: 0,
-            meta: Some(self.own_meta.meta.clone()),
-            is_local: true,
-        });
-        members.sort_by(|a, b| {
-            (&a.identity.name, a.identity.addr).cmp(&(&b.identity.name, b.identity.addr))
-        });
-        View { members }
-    }
-
-    /// Drop metadata of members foca no longer knows.
-    fn forget_unknown_meta(&self) {
-        let mut known: Vec<NodeName> = self
-            .foca
-            .iter_membership_state()
-            .map(|m| m.id().name.clone())
-            .collect();
-        known.push(self.cfg.node.clone());
-        self.table.retain(|n| known.contains(n));
     }
 }
 
