@@ -325,3 +325,30 @@ async fn quit_replies_ok_then_closes() {
     assert_eq!(r.read_to_close().await, b"+OK\r\n");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn unauthenticated_clients_cannot_send_large_requests() {
+    let s = TestServer::with(|c| c.requirepass = Some("pw".into())).await;
+    let mut r = s.raw().await;
+    let many: Vec<&[u8]> = vec![b"x"; 11];
+    r.send(&many).await;
+    assert_eq!(
+        r.recv().await,
+        Some(error(
+            "ERR Protocol error: unauthenticated multibulk length"
+        ))
+    );
+    assert_eq!(r.read_to_close().await, b"");
+    let mut r = s.raw().await;
+    let big = vec![b'p'; 20_000];
+    r.send(&[b"AUTH", &big]).await;
+    assert_eq!(
+        r.recv().await,
+        Some(error("ERR Protocol error: unauthenticated bulk length"))
+    );
+    // After AUTH the normal limits apply.
+    let mut r = s.raw().await;
+    assert_eq!(r.call(&[b"AUTH", b"pw"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"SET", b"k", &big]).await, simple("OK"));
+    s.stop().await;
+}

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::codec::parse_request;
+use super::codec::{Limits, parse_request};
 use super::commands::execute;
 use super::reply::Reply;
 use super::state::{ClientMeta, Session, Shared};
@@ -22,6 +22,10 @@ const BUF_SIZE: usize = 16 * 1024;
 
 /// Flush replies mid-batch once this many bytes are waiting.
 const FLUSH_AT: usize = 1024 * 1024;
+
+/// Most bytes one client may have buffered unparsed (Redis's
+/// `client-query-buffer-limit`, 1 GB): past it the client is closed.
+const MAX_QUERY_BUFFER: usize = 1 << 30;
 
 /// Unregisters a client however its task ends.
 struct Registered {
@@ -129,7 +133,11 @@ impl Conn {
     ) -> Result<Next, &'static str> {
         let mut done = 0u64;
         let next = loop {
-            match parse_request(&mut self.rbuf, &mut self.args, &self.shared.limits) {
+            let limits = Limits {
+                pre_auth: !self.session.authenticated,
+                ..self.shared.limits
+            };
+            match parse_request(&mut self.rbuf, &mut self.args, &limits) {
                 Ok(true) if self.args.is_empty() => continue,
                 Ok(true) => {
                     let mut reply = Reply::new(&mut self.wbuf, self.session.proto);
@@ -141,6 +149,10 @@ impl Conn {
                     if self.wbuf.len() >= FLUSH_AT {
                         self.flush(stream, shutdown).await?;
                     }
+                }
+                Ok(false) if self.rbuf.len() > MAX_QUERY_BUFFER => {
+                    tracing::warn!(client = self.session.meta.id, "query buffer limit reached");
+                    break Next::Close("query buffer limit");
                 }
                 Ok(false) => break Next::Read,
                 Err(e) => {

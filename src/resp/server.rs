@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use super::clock::{Clock, system_clock};
 use super::codec::Limits;
@@ -64,6 +65,7 @@ impl Server {
                 max_bulk_len: cfg.proto_max_bulk_len,
                 max_multibulk_len: cfg.proto_max_multibulk_len,
                 max_inline_size: cfg.proto_inline_max_size,
+                pre_auth: false,
             },
             maxclients: cfg.maxclients,
             local_addr,

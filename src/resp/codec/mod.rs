@@ -16,7 +16,9 @@ mod frame;
 mod request;
 
 pub use frame::{Frame, FrameError, encode, parse_frame};
-pub use request::{Limits, ProtocolError, parse_request};
+pub use request::{
+    Limits, PRE_AUTH_MAX_ARGS, PRE_AUTH_MAX_BULK, ProtocolError, parse_request, split_args,
+};
 
 /// The protocol version a connection speaks (`HELLO 2` / `HELLO 3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -17,7 +17,18 @@ pub struct Limits {
     pub max_multibulk_len: u64,
     /// Largest inline line, and largest length line (Redis: 64 KiB).
     pub max_inline_size: u64,
+    /// The client has not authenticated yet: requests are capped at
+    /// [`PRE_AUTH_MAX_ARGS`] arguments of [`PRE_AUTH_MAX_BULK`] bytes, as
+    /// Redis 7.2 does, so an unauthenticated peer cannot make the server
+    /// buffer much.
+    pub pre_auth: bool,
 }
+
+/// Most arguments an unauthenticated client may send in one request.
+pub const PRE_AUTH_MAX_ARGS: i64 = 10;
+
+/// Largest bulk string an unauthenticated client may send.
+pub const PRE_AUTH_MAX_BULK: i64 = 16 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -25,6 +36,7 @@ impl Default for Limits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_size: 64 * 1024,
+            pre_auth: false,
         }
     }
 }
@@ -54,6 +66,12 @@ pub enum ProtocolError {
     /// The `$` length is not a number, negative or above the limit.
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    /// More than [`PRE_AUTH_MAX_ARGS`] arguments before authentication.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulk,
+    /// A bulk above [`PRE_AUTH_MAX_BULK`] before authentication.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulk,
 }
 
 /// Parse one request from the front of `buf` into `args` (cleared first).
@@ -127,6 +145,9 @@ fn parse_multibulk(
         let _ = buf.split_to(pos);
         return Ok(true);
     }
+    if limits.pre_auth && count > PRE_AUTH_MAX_ARGS {
+        return Err(ProtocolError::UnauthenticatedMultibulk);
+    }
     // First pass: find every argument's range without consuming.
     let mut ranges: smallvec_free::Ranges = smallvec_free::Ranges::new();
     for _ in 0..count {
@@ -143,6 +164,9 @@ fn parse_multibulk(
                 _ => return Err(ProtocolError::InvalidBulkLength),
             },
         };
+        if limits.pre_auth && len as i64 > PRE_AUTH_MAX_BULK {
+            return Err(ProtocolError::UnauthenticatedBulk);
+        }
         let end = data + len;
         if buf.len() < end + 2 {
             // Make room for the rest of a large argument in one go.
@@ -428,6 +452,22 @@ mod tests {
         };
         let r = parse_request(&mut buf, &mut Vec::new(), &limits);
         assert_eq!(r, Err(ProtocolError::InvalidBulkLength));
+    }
+
+    #[test]
+    fn unauthenticated_requests_are_kept_small() {
+        let limits = Limits {
+            pre_auth: true,
+            ..Limits::default()
+        };
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        let r = parse_request(&mut buf, &mut Vec::new(), &limits);
+        assert_eq!(r, Err(ProtocolError::UnauthenticatedMultibulk));
+        let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$20000\r\n"[..]);
+        let r = parse_request(&mut buf, &mut Vec::new(), &limits);
+        assert_eq!(r, Err(ProtocolError::UnauthenticatedBulk));
+        let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"[..]);
+        assert_eq!(parse_request(&mut buf, &mut Vec::new(), &limits), Ok(true));
     }
 
     #[test]

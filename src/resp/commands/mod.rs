@@ -28,12 +28,12 @@ mod keys;
 mod server;
 mod strings;
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 pub use connection::Secret;
 pub use errors::{CmdError, CmdResult};
+use hashbrown::HashMap;
 
 use super::reply::Reply;
 use super::state::{Session, Shared};
