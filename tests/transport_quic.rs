@@ -532,6 +532,27 @@ async fn connection_to_a_silent_peer_closes_after_the_idle_timeout_then_redials(
 }
 
 #[tokio::test]
+async fn shutdown_does_not_wait_for_unanswered_requests() {
+    let pki = TestPki::new("test").expect("pki");
+    let (a, _rx_a) = start(pki.node("node-a").expect("a"));
+    let mut cfg = QuicConfig::new(any_port(), pki.node("node-b").expect("b"));
+    cfg.request_timeout = Duration::from_secs(3600);
+    let (b, mut rx_b) = QuicTransport::bind(cfg).expect("bind b");
+    let pending = a.request(&named(&b, "node-b"), Bytes::from_static(b"x"));
+    let pending = tokio::spawn(pending);
+    // b holds the request (and its reply handle) without answering.
+    let held = rx_b.recv().await.expect("request arrives");
+
+    tokio::time::timeout(Duration::from_secs(30), b.shutdown())
+        .await
+        .expect("shutdown waited for the application's answer");
+    let err = pending.await.expect("join").expect_err("no answer");
+    assert!(!matches!(err, TransportError::BadFrame(..)), "{err}");
+    drop(held);
+    a.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_ends_tasks_and_fails_later_requests() {
     let pki = TestPki::new("test").expect("pki");
     let (a, _rx_a) = start(pki.node("node-a").expect("a"));

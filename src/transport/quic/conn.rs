@@ -121,7 +121,13 @@ async fn serve_request(
         inner.incoming.send(msg).await.ok()?;
         rx.await.ok()
     };
-    let Ok(Some(reply)) = timeout(deadline, reply).await else {
+    // Shutdown does not wait for the application's answer.
+    let stop = inner.shutdown.clone();
+    let reply = tokio::select! {
+        _ = stop.wait() => None,
+        r = timeout(deadline, reply) => r.ok().flatten(),
+    };
+    let Some(reply) = reply else {
         let _ = send.reset(NO_REPLY);
         return;
     };
