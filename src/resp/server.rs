@@ -132,11 +132,9 @@ impl Server {
             let _ = stream.try_write(MAX_CLIENTS_REPLY);
             return;
         }
-        tasks.spawn(connection::serve(
-            self.shared.clone(),
-            stream,
-            shutdown.clone(),
-        ));
+        let span = tracing::debug_span!("client", %addr);
+        let conn = connection::serve(self.shared.clone(), stream, shutdown.clone());
+        tasks.spawn(conn.instrument(span));
     }
 }
 
