@@ -200,6 +200,14 @@ async fn isolated_node_that_comes_back_rejoins_with_a_new_generation() {
     .await;
     eprintln!("isolated node back in every view {took:?} after the network healed (virtual)");
     assert!(nodes[2].generation() > old);
+    // The renewed identity republished its metadata under the new
+    // generation.
+    wait_until("others know the renewed node's metadata", LIMIT, || {
+        [&nodes[0], &nodes[1]]
+            .iter()
+            .all(|n| n.view().get("n3").is_some_and(|m| m.meta.is_some()))
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,4 +230,27 @@ async fn clusters_formed_apart_merge_once_the_seed_is_reachable() {
     })
     .await;
     eprintln!("split clusters merged {took:?} after the seed became reachable (virtual)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_death_in_a_25_node_cluster_reaches_every_survivor() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let nodes = start_cluster(&net, 25);
+    formed(&nodes).await;
+    let mut times = Vec::new();
+    // Crash five nodes one after another (not the seed).
+    for victim in (20..25).rev() {
+        nodes[victim].crash().await;
+        let survivors: Vec<&TestNode> = nodes[..victim].iter().collect();
+        let name = nodes[victim].name.clone();
+        let took = wait_until("every survivor sees the death", LIMIT, || {
+            all_see(&survivors, &name, MemberState::Down)
+        })
+        .await;
+        times.push(took);
+    }
+    eprintln!(
+        "25 nodes, 5 successive crashes: last survivor learned each death after {times:?} (virtual)"
+    );
 }

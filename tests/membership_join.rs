@@ -147,3 +147,24 @@ async fn cluster_name_in_metadata_cannot_change() {
         Err(shoal::membership::MembershipError::MetaImmutable)
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn twenty_five_nodes_converge_with_metadata() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let nodes = start_cluster(&net, 25);
+    let names = names(&nodes);
+    let took = wait_until("every node sees every node alive", LIMIT, || {
+        all_see_alive(&refs(&nodes), &names)
+    })
+    .await;
+    let with_meta = wait_until("every node knows every node's metadata", LIMIT, || {
+        nodes
+            .iter()
+            .all(|n| n.view().members.iter().all(|m| m.meta.is_some()))
+    })
+    .await;
+    eprintln!(
+        "25 nodes: all alive everywhere after {took:?}, metadata after {with_meta:?} (virtual)"
+    );
+}

@@ -79,10 +79,21 @@ impl MembershipTask {
             let detail = format!("sync claims to be {}", msg.sender.name);
             return self.reject(Rejection::Sender, d, &detail);
         }
+        let cluster = self.cfg.cluster.clone();
+        if msg.sender.cluster != cluster || msg.sender.is_placeholder() {
+            return self.reject(Rejection::Cluster, d, &"sync sender of another cluster");
+        }
+        // Like any foca packet, an authenticated sync is evidence its sender
+        // is alive (it may be a joiner we have not heard of yet); one we
+        // hold down (or an older generation) stays refused.
+        let alive = foca::Member::alive(msg.sender.clone());
+        let r = self
+            .foca
+            .apply_many(std::iter::once(alive), true, &mut self.runtime);
+        self.after_call(r, "apply sender");
         if !self.foca.iter_members().any(|m| *m.id() == msg.sender) {
             return self.reject(Rejection::Sync, d, &"sync from a non-member");
         }
-        let cluster = self.cfg.cluster.clone();
         let members = msg
             .members
             .into_iter()

@@ -14,9 +14,12 @@ impl MembershipTask {
     /// Rebuild the view; publish and log if it changed.
     pub(super) fn refresh_view(&mut self) {
         let view = self.build_view();
-        let old = self.io.view.borrow().clone();
-        if old != view {
-            let c = log_changes(&self.cfg.node, &old, &view);
+        let changes = {
+            // Compare in place: no clone of the published view per input.
+            let old = self.io.view.borrow();
+            (*old != view).then(|| log_changes(&self.cfg.node, &old, &view))
+        };
+        if let Some(c) = changes {
             self.stats.suspected.fetch_add(c.suspect, Ordering::Relaxed);
             self.stats
                 .declared_down
@@ -58,8 +61,9 @@ impl MembershipTask {
         View { members }
     }
 
-    /// Drop metadata of members foca no longer knows.
-    pub(super) fn forget_unknown_meta(&self) {
+    /// Drop metadata (and sync bookkeeping) of members foca no longer
+    /// knows.
+    pub(super) fn forget_unknown_meta(&mut self) {
         let mut known: Vec<NodeName> = self
             .foca
             .iter_membership_state()
@@ -67,5 +71,6 @@ impl MembershipTask {
             .collect();
         known.push(self.cfg.node.clone());
         self.table.retain(|n| known.contains(n));
+        self.sync_answered.retain(|n, _| known.contains(n));
     }
 }
