@@ -8,7 +8,10 @@
 //! partitions and `maxmemory` set to exactly that many entries times the
 //! (fixed) charge of one entry, so the store evicts by bytes and the
 //! reference algorithms count entries: the two agree because every entry
-//! costs the same.
+//! costs the same. For the volatile-* policies every key is written with a
+//! TTL of one year (so all keys are candidates; volatile-ttl then evicts in
+//! insertion order); for the others keys have no TTL. noeviction fills the
+//! cache once and then refuses writes.
 //!
 //! `cargo run --release --example hitratio [-- --requests N] [--policies a,b]`
 
@@ -158,6 +161,10 @@ fn store_hit_ratio(
         policy,
         ..StoreConfig::default()
     });
+    let ttl_ms = policy
+        .name()
+        .starts_with("volatile")
+        .then_some(365 * 24 * 3600 * 1000);
     let mut hits = 0u64;
     for (i, &k) in trace.iter().enumerate() {
         let now = t0.plus(i as u64);
@@ -166,7 +173,7 @@ fn store_hit_ratio(
             hits += 1;
         } else {
             // noeviction refuses once full; that is its hit ratio.
-            let _ = store.set(name, value.clone(), None, now);
+            let _ = store.set(name, value.clone(), ttl_ms.map(|ms| now.plus(ms)), now);
         }
     }
     hits as f64 / trace.len() as f64

@@ -27,6 +27,14 @@ use super::engine::{ScanPage, Store};
 use super::partition::key_hash;
 use super::types::UnixMillis;
 
+/// What one partition contributed to a SCAN step.
+struct PartStep {
+    /// Keys in position order (not yet filtered).
+    keys: Vec<Bytes>,
+    /// Where to resume in this partition, if it has more.
+    next: Option<u64>,
+}
+
 /// Bits of the cursor used by the partition number.
 fn partition_bits(partitions: u32) -> u32 {
     if partitions <= 1 {
@@ -52,54 +60,78 @@ impl Store {
         let n = self.partitions();
         let pbits = partition_bits(n);
         let shift = 64 - pbits;
-        let pos_of = |h: u64| if pbits == 0 { h } else { h >> pbits };
+        let encode = |pid: u32, pos: u64| {
+            if pbits == 0 {
+                pos
+            } else {
+                (u64::from(pid) << shift) | pos
+            }
+        };
         let (mut pid, mut start) = if pbits == 0 {
             (0u32, cursor)
         } else {
             ((cursor >> shift) as u32, cursor & ((1u64 << shift) - 1))
         };
-        let budget = count.max(1);
-        let mut examined = 0usize;
+        let mut left = count.max(1);
         let mut keys = Vec::new();
         while pid < n {
-            let mut found: Vec<(u64, Bytes)> = {
-                let part = self.lock(pid);
-                part.slots
-                    .iter()
-                    .filter(|e| e.is_live() && !e.is_expired(now.0))
-                    .map(|e| (pos_of(key_hash(e.key(), self.seed)), e.key()))
-                    .filter(|(p, _)| *p >= start)
-                    .map(|(p, k)| (p, Bytes::copy_from_slice(k)))
-                    .collect()
-            };
-            found.sort_unstable_by_key(|(p, _)| *p);
-            let mut i = 0;
-            while i < found.len() {
-                if examined >= budget && found[i].0 != found[i - 1].0 {
-                    let next = found[i].0;
-                    let cursor = if pbits == 0 {
-                        next
-                    } else {
-                        (u64::from(pid) << shift) | next
-                    };
-                    return ScanPage { keys, cursor };
-                }
-                examined += 1;
-                if filter(&found[i].1) {
-                    keys.push(found[i].1.clone());
-                }
-                i += 1;
+            let step = self.scan_partition(pid, start, left, pbits, now.0);
+            left = left.saturating_sub(step.keys.len());
+            keys.extend(step.keys.into_iter().filter(|k| filter(k)));
+            if let Some(next) = step.next {
+                return ScanPage {
+                    keys,
+                    cursor: encode(pid, next),
+                };
             }
             pid += 1;
             start = 0;
-            if examined >= budget && pid < n {
+            if left == 0 && pid < n {
                 return ScanPage {
                     keys,
-                    cursor: u64::from(pid) << shift,
+                    cursor: encode(pid, 0),
                 };
             }
         }
         ScanPage { keys, cursor: 0 }
+    }
+
+    /// Up to about `want` live keys of partition `pid` at positions `>=
+    /// start`, in position order, and the position to resume from if the
+    /// partition has more. Linear in the partition's size (a selection, not
+    /// a sort of the whole partition).
+    fn scan_partition(&self, pid: u32, start: u64, want: usize, pbits: u32, now: u64) -> PartStep {
+        let part = self.lock(pid);
+        let mut v: Vec<(u64, u32)> = part
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_live() && !e.is_expired(now))
+            .map(|(i, e)| (key_hash(e.key(), self.seed) >> pbits, i as u32))
+            .filter(|(p, _)| *p >= start)
+            .collect();
+        let mut next = None;
+        if v.len() > want {
+            v.select_nth_unstable(want);
+            let pivot = v[want].0;
+            // Cut only between different positions: leave the pivot's
+            // position whole for the next step (or take it whole if it is
+            // all there is, which needs a 64-bit hash collision).
+            if v[..want].iter().any(|(p, _)| *p < pivot) {
+                v.retain(|(p, _)| *p < pivot);
+                next = Some(pivot);
+            } else {
+                let after = v.iter().map(|(p, _)| *p).filter(|p| *p > pivot).min();
+                v.retain(|(p, _)| *p == pivot);
+                next = after;
+            }
+        }
+        v.sort_unstable();
+        let keys = v
+            .iter()
+            .map(|&(_, slot)| Bytes::copy_from_slice(part.slots[slot as usize].key()))
+            .collect();
+        PartStep { keys, next }
     }
 
     /// A random live key, if any.

@@ -427,3 +427,9 @@ fn a_deadline_in_the_past_removes_the_key_at_once() {
     let st = s.stats();
     assert_eq!((st.keys, st.used_memory), (0, 0));
 }
+
+#[test]
+fn store_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Store>();
+}
