@@ -313,3 +313,34 @@ async fn unknown_commands_name_their_arguments_like_redis() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn active_expiry_reclaims_keys_nobody_reads() {
+    let s = TestServer::start().await;
+    let mut c = s.conn().await;
+    for i in 0..100 {
+        run::<()>(&mut c, &["SET", &format!("t{i}"), "v", "PX", "10"])
+            .await
+            .unwrap();
+    }
+    run::<()>(&mut c, &["SET", "keep", "v"]).await.unwrap();
+    s.clock.advance(11);
+    // The server's cron (10 runs a second) removes them without any access;
+    // poll its counter instead of sleeping a fixed time.
+    let mut expired = 0;
+    for _ in 0..500 {
+        let info: String = run(&mut c, &["INFO", "stats"]).await.unwrap();
+        expired = info
+            .lines()
+            .find_map(|l| l.strip_prefix("expired_keys:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if expired == 100 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(expired, 100);
+    assert_eq!(run::<i64>(&mut c, &["DBSIZE"]).await.unwrap(), 1);
+    s.stop().await;
+}

@@ -143,15 +143,7 @@ fn getkeys(cmd: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
             "ERR The command has no key arguments".into(),
         ));
     }
-    let last = if s.last_key < 0 {
-        cmd.len() as i32 + s.last_key
-    } else {
-        s.last_key
-    };
-    let keys: Vec<&Bytes> = (s.first_key..=last)
-        .step_by(s.step.max(1) as usize)
-        .filter_map(|i| cmd.get(i as usize))
-        .collect();
+    let keys: Vec<&Bytes> = s.keys(cmd).collect();
     reply.array(keys.len());
     for k in keys {
         reply.bulk(k);

@@ -140,6 +140,27 @@ impl CommandSpec {
         self.flags.contains(&flag)
     }
 
+    /// The key arguments of a request for this command, from the table's
+    /// (first, last, step): what the cluster router hashes to find owners.
+    pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        let first = self.first_key.max(0) as usize;
+        let last = if self.last_key < 0 {
+            args.len() as i64 + i64::from(self.last_key)
+        } else {
+            i64::from(self.last_key)
+        };
+        let end = if first == 0 || last < first as i64 {
+            0
+        } else {
+            (last as usize + 1).min(args.len())
+        };
+        let step = self.step.max(1) as usize;
+        args.get(first.min(end)..end)
+            .unwrap_or(&[])
+            .iter()
+            .step_by(step)
+    }
+
     /// Whether `argc` satisfies the arity.
     pub fn arity_ok(&self, argc: usize) -> bool {
         let a = self.arity;
@@ -241,6 +262,28 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes], reply: &m
     }
 }
 
+/// Run a data command with no connection at all: what the cluster router
+/// will call on a key's owner (locally, or after forwarding the args) before
+/// splicing the reply bytes back. Returns `false`, writing nothing, when
+/// `args` is not a data command (unknown, connection- or node-level).
+pub fn execute_data(store: &Store, now: UnixMillis, args: &[Bytes], reply: &mut Reply<'_>) -> bool {
+    let Some((_, spec)) = args.first().and_then(|name| lookup(name)) else {
+        return false;
+    };
+    let Handler::Data(f) = spec.handler else {
+        return false;
+    };
+    let result = if spec.arity_ok(args.len()) {
+        f(&DataCtx { store, now }, args, reply)
+    } else {
+        Err(CmdError::WrongArity(spec.name.to_string()))
+    };
+    if let Err(e) = result {
+        reply.error(&e.to_string());
+    }
+    true
+}
+
 /// Redis's text for an unknown command: the name and the first arguments,
 /// each quoted, up to 128 characters.
 fn unknown_command(args: &[Bytes]) -> String {
@@ -301,6 +344,43 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), specs.len());
         assert!(specs.iter().all(|s| s.name == s.name.to_ascii_lowercase()));
+    }
+
+    #[test]
+    fn key_positions_follow_first_last_step() {
+        let args = |v: &[&'static str]| v.iter().map(|s| Bytes::from(*s)).collect::<Vec<_>>();
+        let keys = |name: &[u8], a: &[Bytes]| {
+            let (_, spec) = lookup(name).expect("known command");
+            spec.keys(a).cloned().collect::<Vec<_>>()
+        };
+        let mset = args(&["MSET", "a", "1", "b", "2"]);
+        assert_eq!(keys(b"mset", &mset), args(&["a", "b"]));
+        let del = args(&["DEL", "x", "y", "z"]);
+        assert_eq!(keys(b"del", &del), args(&["x", "y", "z"]));
+        let set = args(&["SET", "k", "v", "EX", "10"]);
+        assert_eq!(keys(b"set", &set), args(&["k"]));
+        let rename = args(&["RENAME", "a", "b"]);
+        assert_eq!(keys(b"rename", &rename), args(&["a", "b"]));
+        assert!(keys(b"ping", &args(&["PING"])).is_empty());
+        assert!(keys(b"get", &args(&["GET"])).is_empty());
+    }
+
+    #[test]
+    fn data_commands_run_without_a_connection() {
+        let store = Store::new(crate::store::StoreConfig::default());
+        let mut out = bytes::BytesMut::new();
+        let mut reply = Reply::new(&mut out, crate::resp::codec::Proto::Resp2);
+        let set = [Bytes::from("SET"), Bytes::from("k"), Bytes::from("v")];
+        assert!(execute_data(&store, UnixMillis(1), &set, &mut reply));
+        let get = [Bytes::from("get"), Bytes::from("k")];
+        assert!(execute_data(&store, UnixMillis(1), &get, &mut reply));
+        assert!(!execute_data(
+            &store,
+            UnixMillis(1),
+            &[Bytes::from("AUTH"), Bytes::from("x")],
+            &mut reply
+        ));
+        assert_eq!(&out[..], b"+OK\r\n$1\r\nv\r\n");
     }
 
     #[test]

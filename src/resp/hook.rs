@@ -1,0 +1,63 @@
+//! The seam between the RESP front door and the cluster.
+//!
+//! A standalone server has no hook and runs every command on its own
+//! store. A cluster node installs a [`ClusterHook`] (the router): before a
+//! data command runs, the hook decides whether it runs here or elsewhere;
+//! INFO and SHOAL ask it for the cluster's view. The RESP layer knows
+//! nothing more of the cluster than this trait.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::codec::Proto;
+use super::commands::CommandSpec;
+
+/// A reply (or value) that arrives later.
+pub type Deferred<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Where a data command runs.
+pub enum Routed {
+    /// Here, on the local store, as a standalone server would.
+    Local,
+    /// Elsewhere: the future yields the encoded reply for the client.
+    Deferred(Deferred<Bytes>),
+}
+
+/// One row of `SHOAL MEMBERS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// Node name.
+    pub name: String,
+    /// Gossip (QUIC) address.
+    pub gossip: SocketAddr,
+    /// RESP address, once known.
+    pub resp: Option<SocketAddr>,
+    /// `alive`, `suspect` or `down`.
+    pub state: &'static str,
+    /// Partitions this member is primary for in our ring.
+    pub primary: u32,
+    /// Partitions this member holds as a non-primary replica.
+    pub replica: u32,
+    /// Whether this row is the node answering.
+    pub myself: bool,
+}
+
+/// What the RESP layer asks of the cluster.
+pub trait ClusterHook: Send + Sync + 'static {
+    /// Decide where a data command runs (called after arity and auth
+    /// checks passed).
+    fn route(self: Arc<Self>, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> Routed;
+
+    /// The body of `INFO cluster` (`field:value\r\n` lines).
+    fn info_cluster(&self) -> String;
+
+    /// Rows of `SHOAL MEMBERS`, sorted by name.
+    fn members(&self) -> Vec<MemberRow>;
+
+    /// Keys and keys-with-TTL over the whole cluster (INFO keyspace).
+    fn keyspace(self: Arc<Self>) -> Deferred<(u64, u64)>;
+}
