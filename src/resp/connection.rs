@@ -108,6 +108,10 @@ impl Conn {
             if let Next::Close(reason) = next {
                 return reason;
             }
+            if self.rbuf.is_empty() && self.rbuf.capacity() > FLUSH_AT {
+                // A large request is done: give its buffer back.
+                self.rbuf = BytesMut::with_capacity(BUF_SIZE);
+            }
             if self.rbuf.capacity() - self.rbuf.len() < BUF_SIZE / 4 {
                 self.rbuf.reserve(BUF_SIZE);
             }

@@ -66,7 +66,7 @@ fn command(_: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
             for name in &args[2..] {
                 match lookup(name) {
                     Some((_, s)) => write_info(s, reply),
-                    None => reply.null_array(),
+                    None => reply.null(),
                 }
             }
         }
