@@ -67,7 +67,32 @@ pub struct Config {
     pub proto_inline_max_size: u64,
     /// Log filter when `RUST_LOG` is unset (e.g. `info`, `shoal=debug`).
     pub log_level: String,
+    /// This node's name: its place on the ring and the name its certificate
+    /// must carry. Default: derived from the host name and gossip port.
+    pub name: Option<String>,
+    /// Cluster name; peers of another cluster are refused. Default `shoal`.
+    pub cluster: String,
+    /// Gossip (QUIC, UDP) address. Setting it (or `seed`) turns on cluster
+    /// mode. Default in cluster mode: 127.0.0.1:7946.
+    pub gossip: Option<SocketAddr>,
+    /// Seeds as `HOST:PORT` (repeatable); names are resolved at each retry.
+    pub seed: Vec<String>,
+    /// Directory with `ca.crt`, `NAME.crt`, `NAME.key` (see `shoal certs`).
+    /// Required in cluster mode unless all three files are named.
+    pub certs: Option<PathBuf>,
+    /// The cluster CA certificate. Default `<certs>/ca.crt`.
+    pub ca_cert: Option<PathBuf>,
+    /// This node's certificate. Default `<certs>/<name>.crt`.
+    pub node_cert: Option<PathBuf>,
+    /// This node's private key. Default `<certs>/<name>.key`.
+    pub node_key: Option<PathBuf>,
+    /// Replicas per partition R (the primary included). Default 2.
+    pub replicas: u32,
 }
+
+/// Default gossip address in cluster mode.
+pub const DEFAULT_GOSSIP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7946);
 
 impl Default for Config {
     fn default() -> Self {
@@ -82,6 +107,15 @@ impl Default for Config {
             proto_max_multibulk_len: 1024 * 1024,
             proto_inline_max_size: 64 * 1024,
             log_level: "info".to_string(),
+            name: None,
+            cluster: "shoal".to_string(),
+            gossip: None,
+            seed: Vec::new(),
+            certs: None,
+            ca_cert: None,
+            node_cert: None,
+            node_key: None,
+            replicas: 2,
         }
     }
 }
@@ -121,7 +155,77 @@ impl Config {
                 reason: "must be at least 1kb".into(),
             });
         }
+        if self.replicas == 0 || self.replicas > 16 {
+            return Err(ConfigError::Invalid {
+                name: "replicas",
+                reason: "must be between 1 and 16".into(),
+            });
+        }
+        if self.cluster.is_empty() || self.cluster.len() > 64 {
+            return Err(ConfigError::Invalid {
+                name: "cluster",
+                reason: "must be 1 to 64 characters".into(),
+            });
+        }
+        if self.is_cluster() && self.tls_paths().is_none() {
+            return Err(ConfigError::Invalid {
+                name: "certs",
+                reason: "cluster mode (gossip or seed set) needs certificates: give --certs DIR \
+                         (made by `shoal certs init` and `shoal certs issue NAME`) or \
+                         --ca-cert, --node-cert and --node-key; Shoal never gossips in plaintext"
+                    .into(),
+            });
+        }
         Ok(())
+    }
+
+    /// Whether this node joins a cluster (gossip address or seeds given).
+    pub fn is_cluster(&self) -> bool {
+        self.gossip.is_some() || !self.seed.is_empty()
+    }
+
+    /// The gossip address to bind in cluster mode.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip.unwrap_or(DEFAULT_GOSSIP)
+    }
+
+    /// The node name: configured, or `<host>-<gossip port>`.
+    pub fn node_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "shoal".to_string());
+        let host: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{host}-{}", self.gossip_addr().port())
+    }
+
+    /// CA, certificate and key paths, if enough is configured to find them.
+    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf, PathBuf)> {
+        let name = self.node_name();
+        let from_dir = |file: String| self.certs.as_ref().map(|d| d.join(file));
+        let ca = self.ca_cert.clone().or_else(|| from_dir("ca.crt".into()))?;
+        let cert = self
+            .node_cert
+            .clone()
+            .or_else(|| from_dir(format!("{name}.crt")))?;
+        let key = self
+            .node_key
+            .clone()
+            .or_else(|| from_dir(format!("{name}.key")))?;
+        Some((ca, cert, key))
     }
 
     /// The store part of the configuration.

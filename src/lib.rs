@@ -17,6 +17,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod membership;
+pub mod node;
 pub mod proto;
 pub mod resp;
 pub mod ring;

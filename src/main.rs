@@ -1,15 +1,16 @@
 //! The `shoal` command line: parses arguments and calls the library.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use shoal::config::{Config, parse_size};
-use shoal::resp::server::Server;
-use shoal::shutdown::Shutdown;
-use shoal::store::{EvictionPolicy, Store};
+use shoal::node::Node;
+use shoal::store::EvictionPolicy;
 use tracing_subscriber::EnvFilter;
+
+mod cli_certs;
+mod cli_up;
 
 /// Shoal: a peer-to-peer distributed cache that speaks the Redis protocol.
 #[derive(Parser, Debug)]
@@ -22,7 +23,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one node (standalone, or a cluster peer when given --gossip/--seed).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Start a local N-node cluster in this process (throw-away certificates
+    /// unless --certs is given); Ctrl-C stops every node.
+    Up(cli_up::UpArgs),
+    /// Create and inspect the cluster CA and node certificates.
+    #[command(subcommand)]
+    Certs(cli_certs::CertsCommand),
 }
 
 /// Flags of `shoal serve`; each overrides the same key of `--config`.
@@ -61,6 +68,35 @@ struct ServeArgs {
     /// Log filter when RUST_LOG is unset: error, warn, info, debug, trace [default: info].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Node name: its place on the ring and the name in its certificate
+    /// [default: <hostname>-<gossip port>].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Cluster name; peers of another cluster are refused [default: shoal].
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// Gossip (QUIC/UDP) address; turns on cluster mode [default in cluster mode: 127.0.0.1:7946].
+    #[arg(long, value_name = "ADDR")]
+    gossip: Option<std::net::SocketAddr>,
+    /// A seed peer's gossip address HOST:PORT (repeatable); turns on cluster mode.
+    #[arg(long = "seed", value_name = "HOST:PORT")]
+    seeds: Vec<String>,
+    /// Certificates directory with ca.crt, NAME.crt, NAME.key (see `shoal certs`);
+    /// required in cluster mode.
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
+    /// Cluster CA certificate [default: <certs>/ca.crt].
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// This node's certificate [default: <certs>/<name>.crt].
+    #[arg(long, value_name = "FILE")]
+    node_cert: Option<PathBuf>,
+    /// This node's private key [default: <certs>/<name>.key].
+    #[arg(long, value_name = "FILE")]
+    node_key: Option<PathBuf>,
+    /// Replicas per partition R, the primary included [default: 2].
+    #[arg(long, value_name = "R")]
+    replicas: Option<u32>,
 }
 
 impl ServeArgs {
@@ -94,12 +130,39 @@ impl ServeArgs {
         if let Some(v) = self.log_level {
             cfg.log_level = v;
         }
+        if self.name.is_some() {
+            cfg.name = self.name;
+        }
+        if let Some(v) = self.cluster {
+            cfg.cluster = v;
+        }
+        if self.gossip.is_some() {
+            cfg.gossip = self.gossip;
+        }
+        if !self.seeds.is_empty() {
+            cfg.seed = self.seeds;
+        }
+        if self.certs.is_some() {
+            cfg.certs = self.certs;
+        }
+        if self.ca_cert.is_some() {
+            cfg.ca_cert = self.ca_cert;
+        }
+        if self.node_cert.is_some() {
+            cfg.node_cert = self.node_cert;
+        }
+        if self.node_key.is_some() {
+            cfg.node_key = self.node_key;
+        }
+        if let Some(v) = self.replicas {
+            cfg.replicas = v;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
 }
 
-fn init_logging(level: &str) {
+pub(crate) fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -108,7 +171,7 @@ fn init_logging(level: &str) {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -135,24 +198,21 @@ async fn stop_signal() {
 async fn serve(args: ServeArgs) -> Result<()> {
     let cfg = args.into_config()?;
     init_logging(&cfg.log_level);
-    let store = Arc::new(Store::new(cfg.store()));
-    let server = Server::bind(&cfg, store)
+    let cluster = cfg.is_cluster();
+    let node = Node::start(cfg.clone())
         .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        .context("cannot start the node")?;
     tracing::info!(
-        listen = %server.local_addr(),
+        listen = %node.resp_addr(),
+        gossip = ?node.gossip_addr(),
         maxmemory = cfg.maxmemory,
         eviction = %cfg.eviction,
-        "shoal serving (standalone)"
+        mode = if cluster { "cluster" } else { "standalone" },
+        "shoal serving"
     );
-    let shutdown = Shutdown::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        stop_signal().await;
-        tracing::info!("shutting down");
-        signal.trigger();
-    });
-    server.run(shutdown).await;
+    stop_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -165,7 +225,9 @@ fn main() -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
+            Command::Up(args) => cli_up::up(args).await,
+            Command::Certs(cmd) => cli_certs::run(cmd),
         }
     })
 }

@@ -68,9 +68,15 @@ pub enum Request {
         /// RESP protocol version of the client (2 or 3) so the reply is
         /// encoded the way that client expects.
         resp: u8,
+        /// Run here without routing: one leg of a cluster-wide command
+        /// (DBSIZE, KEYS, SCAN, FLUSHALL ...) that every member answers for
+        /// its own keys.
+        local: bool,
         /// The command and its arguments, as the client sent them.
         args: Vec<Bytes>,
     },
+    /// Counts for INFO keyspace: the receiver's own keys.
+    Keyspace,
 }
 
 /// The answer to a [`Request`].
@@ -86,6 +92,13 @@ pub enum Response {
     },
     /// The receiver refused the request (malformed, foreign cluster ...).
     Refused(String),
+    /// The answer to `Keyspace`.
+    Keyspace {
+        /// Keys held.
+        keys: u64,
+        /// Keys with a TTL.
+        expires: u64,
+    },
 }
 
 /// Encode `body` in an envelope for `cluster`.
@@ -127,6 +140,7 @@ mod tests {
             digest: 42,
             hops: 1,
             resp: 2,
+            local: false,
             args: vec![Bytes::from_static(b"GET"), Bytes::from_static(b"k")],
         }
     }

@@ -145,7 +145,17 @@ impl Conn {
                 Ok(true) if self.args.is_empty() => continue,
                 Ok(true) => {
                     let mut reply = Reply::new(&mut self.wbuf, self.session.proto);
-                    execute(&mut self.session, &self.shared, &self.args, &mut reply);
+                    let deferred = execute(&mut self.session, &self.shared, &self.args, &mut reply);
+                    if let Some(fut) = deferred {
+                        // Runs elsewhere (a cluster peer): wait for its reply
+                        // so replies keep the order of requests.
+                        let bytes = tokio::select! {
+                            biased;
+                            _ = shutdown.wait() => return Err("shutdown"),
+                            bytes = fut => bytes,
+                        };
+                        self.wbuf.extend_from_slice(&bytes);
+                    }
                     done += 1;
                     if self.session.closing {
                         break Next::Close("quit");

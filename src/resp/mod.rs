@@ -24,6 +24,7 @@ pub mod codec;
 pub mod commands;
 mod connection;
 pub mod glob;
+pub mod hook;
 pub mod reply;
 pub mod server;
 pub mod state;

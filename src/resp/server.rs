@@ -5,8 +5,8 @@
 //! parse or execute commands itself.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -16,6 +16,7 @@ use super::clock::{Clock, system_clock};
 use super::codec::Limits;
 use super::commands::Secret;
 use super::connection;
+use super::hook::ClusterHook;
 use super::state::{ClientRegistry, ServerStats, Shared};
 use crate::config::Config;
 use crate::shutdown::{Shutdown, TaskSet};
@@ -72,12 +73,21 @@ impl Server {
             stats: ServerStats::default(),
             clients: ClientRegistry::default(),
             started: Instant::now(),
+            hook: OnceLock::new(),
         };
         tracing::info!(addr = %local_addr, "RESP server listening");
         Ok(Server {
             listener,
             shared: Arc::new(shared),
         })
+    }
+
+    /// Route data commands through `hook` (the cluster router). Call once,
+    /// before [`run`](Self::run); later calls are ignored.
+    pub fn set_hook(&self, hook: Arc<dyn ClusterHook>) {
+        if self.shared.hook.set(hook).is_err() {
+            tracing::warn!("cluster hook already set; ignoring the second one");
+        }
     }
 
     /// The bound address.

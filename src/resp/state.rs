@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::clock::Clock;
 use super::codec::{Limits, Proto};
 use super::commands::{Secret, table_index_name};
+use super::hook::ClusterHook;
 use crate::store::{Store, StoreStats, UnixMillis};
 
 /// What every connection of one server shares.
@@ -33,6 +34,9 @@ pub struct Shared {
     pub clients: ClientRegistry,
     /// When the server started (uptime).
     pub started: Instant,
+    /// The cluster router, when this server is a cluster peer (set once,
+    /// before serving). Absent: standalone, everything runs here.
+    pub hook: OnceLock<Arc<dyn ClusterHook>>,
 }
 
 impl Shared {

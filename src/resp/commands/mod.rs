@@ -26,15 +26,17 @@ mod connection;
 mod errors;
 mod keys;
 mod server;
+mod shoal;
 mod strings;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 pub use connection::Secret;
 pub use errors::{CmdError, CmdResult};
 use hashbrown::HashMap;
 
+use super::hook::{Deferred, Routed};
 use super::reply::Reply;
 use super::state::{Session, Shared};
 use crate::store::{Store, UnixMillis};
@@ -190,6 +192,7 @@ fn table() -> &'static Table {
             keys::COMMANDS,
             server::COMMANDS,
             command::COMMANDS,
+            shoal::COMMANDS,
         ]
         .into_iter()
         .flatten()
@@ -231,10 +234,19 @@ pub fn table_index_name(i: usize) -> Option<&'static str> {
 }
 
 /// Run one request. `args` is non-empty. Errors become error replies.
-pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) {
+///
+/// Returns a [`Deferred`] reply when the command runs elsewhere (a cluster
+/// peer owns the key, or the command spans the cluster); the caller awaits
+/// it and writes its bytes in this request's place.
+pub fn execute(
+    session: &mut Session,
+    shared: &Arc<Shared>,
+    args: &[Bytes],
+    reply: &mut Reply<'_>,
+) -> Option<Deferred<Bytes>> {
     let Some((idx, spec)) = lookup(&args[0]) else {
         reply.error(&unknown_command(args));
-        return;
+        return None;
     };
     let result = if !spec.arity_ok(args.len()) {
         Err(CmdError::WrongArity(spec.name.to_string()))
@@ -247,11 +259,23 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes], reply: &m
             .store(idx, std::sync::atomic::Ordering::Relaxed);
         match spec.handler {
             Handler::Data(f) => {
+                if let Some(hook) = shared.hook.get()
+                    && let Routed::Deferred(fut) = hook.clone().route(spec, args, reply.proto())
+                {
+                    return Some(fut);
+                }
                 let ctx = DataCtx {
                     store: &shared.store,
                     now: shared.now(),
                 };
                 f(&ctx, args, reply)
+            }
+            Handler::Node(_) if spec.name == "info" && shared.hook.get().is_some() => {
+                return Some(server::info_cluster_wide(
+                    shared.clone(),
+                    args,
+                    reply.proto(),
+                ));
             }
             Handler::Node(f) => f(shared, args, reply),
             Handler::Conn(f) => f(session, shared, args, reply),
@@ -260,6 +284,7 @@ pub fn execute(session: &mut Session, shared: &Shared, args: &[Bytes], reply: &m
     if let Err(e) = result {
         reply.error(&e.to_string());
     }
+    None
 }
 
 /// Run a data command with no connection at all: what the cluster router

@@ -1,13 +1,16 @@
 //! Server commands: INFO, CONFIG GET/SET/RESETSTAT, TIME, MEMORY USAGE.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{CmdError, CmdResult, CommandSpec, DataCtx, Flag, Handler, help, is};
 use crate::config::parse_size;
+use crate::resp::codec::Proto;
 use crate::resp::glob::glob_match;
+use crate::resp::hook::Deferred;
 use crate::resp::reply::Reply;
 use crate::resp::state::Shared;
 use crate::store::EvictionPolicy;
@@ -67,10 +70,44 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
     },
 ];
 
-/// Sections INFO knows, in output order.
-const SECTIONS: &[&str] = &["server", "clients", "memory", "stats", "keyspace"];
+/// Sections INFO knows, in output order (`cluster` only on cluster peers).
+const SECTIONS: &[&str] = &[
+    "server", "clients", "memory", "stats", "cluster", "keyspace",
+];
 
 fn info(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
+    let text = render_info(shared, args, None);
+    reply.verbatim(b"txt", text.as_bytes());
+    Ok(())
+}
+
+/// INFO on a cluster peer: the keyspace section counts every member's keys
+/// (gathered from the peers), the cluster section describes the ring.
+pub(super) fn info_cluster_wide(
+    shared: Arc<Shared>,
+    args: &[Bytes],
+    proto: Proto,
+) -> Deferred<Bytes> {
+    let args = args.to_vec();
+    Box::pin(async move {
+        let wants_keyspace = args.len() == 1
+            || args[1..].iter().any(|a| {
+                is(a, "keyspace") || is(a, "all") || is(a, "everything") || is(a, "default")
+            });
+        let keyspace = match shared.hook.get() {
+            Some(hook) if wants_keyspace => Some(hook.clone().keyspace().await),
+            _ => None,
+        };
+        let text = render_info(&shared, &args, keyspace);
+        let mut out = BytesMut::new();
+        Reply::new(&mut out, proto).verbatim(b"txt", text.as_bytes());
+        out.freeze()
+    })
+}
+
+/// The INFO text for `args`; `keyspace` (keys, expires) overrides the local
+/// counts when the cluster's totals are known.
+fn render_info(shared: &Shared, args: &[Bytes], keyspace: Option<(u64, u64)>) -> String {
     let everything = args[1..]
         .iter()
         .any(|a| is(a, "all") || is(a, "everything") || is(a, "default"));
@@ -84,14 +121,16 @@ fn info(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
             .collect()
     };
     let mut text = String::new();
-    for (i, s) in wanted.iter().enumerate() {
-        if i > 0 {
+    for s in wanted {
+        if *s == *"cluster" && shared.hook.get().is_none() {
+            continue;
+        }
+        if !text.is_empty() {
             text.push_str("\r\n");
         }
-        section(shared, s, &mut text);
+        section(shared, s, keyspace, &mut text);
     }
-    reply.verbatim(b"txt", text.as_bytes());
-    Ok(())
+    text
 }
 
 /// `1.50M`-style sizes as Redis's `*_human` fields.
@@ -108,9 +147,10 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn section(shared: &Shared, name: &str, t: &mut String) {
+fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut String) {
     let st = &shared.stats;
     let store = shared.store_stats();
+    let (keys, expires) = keyspace.unwrap_or((store.keys, store.keys_with_ttl));
     let r = Ordering::Relaxed;
     // Writing to a String cannot fail.
     let _ = match name {
@@ -169,16 +209,16 @@ fn section(shared: &Shared, name: &str, t: &mut String) {
         ),
         "keyspace" => {
             let _ = t.write_str("# Keyspace\r\n");
-            if store.keys > 0 {
-                write!(
-                    t,
-                    "db0:keys={},expires={},avg_ttl=0\r\n",
-                    store.keys, store.keys_with_ttl
-                )
+            if keys > 0 {
+                write!(t, "db0:keys={keys},expires={expires},avg_ttl=0\r\n")
             } else {
                 Ok(())
             }
         }
+        "cluster" => match shared.hook.get() {
+            Some(hook) => write!(t, "# Cluster\r\n{}", hook.info_cluster()),
+            None => Ok(()),
+        },
         _ => Ok(()),
     };
 }

@@ -1,0 +1,318 @@
+//! [`Node`]: one Shoal node, standalone or a cluster peer. The binary's
+//! `shoal serve` and an embedding service start the same thing.
+//!
+//! # What this module owns
+//! The wiring, and nothing else: it builds the store, the RESP server, and
+//! in cluster mode the QUIC transport, the membership task, the ring
+//! follower, the router, and the dispatcher that hands incoming datagrams
+//! to membership and incoming requests to the router. Every task it spawns
+//! is owned by its [`TaskSet`] and stops on its [`Shutdown`].
+//!
+//! # Life of a request (cluster mode)
+//! client → `resp::connection` → `resp::commands::execute` → the router
+//! ([`ClusterHook::route`]) → here: the handler on the local store; or
+//! elsewhere: one QUIC request to the owner, whose dispatcher hands it to
+//! its router, which runs the same handler on its store and returns the
+//! encoded reply.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::certs::{CertError, load_node_tls};
+use crate::cluster::{ClusterState, Router, state};
+use crate::config::{Config, ConfigError};
+use crate::membership::{
+    ClusterId, InboundDatagram, Membership, MembershipConfig, MembershipError, MembershipHandle,
+    NodeMeta,
+};
+use crate::resp::clock::{Clock, system_clock};
+use crate::resp::hook::ClusterHook;
+use crate::resp::server::Server;
+use crate::shutdown::{Shutdown, TaskSet};
+use crate::store::Store;
+use crate::transport::quic::{QuicConfig, QuicTransport};
+use crate::transport::{Incoming, IncomingRx, NodeName, Transport};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The RESP listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The certificates could not be loaded or do not fit this node.
+    #[error("certificates: {0}")]
+    Certs(#[from] CertError),
+    /// The node name differs from the name in its certificate.
+    #[error("node name '{name}' differs from the name in its certificate '{cert}'")]
+    NameMismatch {
+        /// The configured name.
+        name: String,
+        /// The certificate's name.
+        cert: String,
+    },
+    /// The QUIC endpoint could not be started.
+    #[error("gossip transport: {0}")]
+    Transport(String),
+    /// The membership task could not be started.
+    #[error("membership: {0}")]
+    Membership(#[from] MembershipError),
+}
+
+/// The cluster half of a node.
+struct ClusterParts {
+    /// Our name on the ring.
+    name: NodeName,
+    /// The gossip task's handle (leave, view).
+    membership: MembershipHandle,
+    /// The QUIC endpoint.
+    transport: Arc<QuicTransport>,
+    /// Routes commands; answers peers.
+    router: Arc<Router>,
+}
+
+/// A running node. Cheap to clone; [`Node::shutdown`] stops it.
+#[derive(Clone)]
+pub struct Node {
+    /// Shared parts.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The local engine.
+    store: Arc<Store>,
+    /// Where clients connect.
+    resp_addr: SocketAddr,
+    /// Cluster parts, when not standalone.
+    cluster: Option<ClusterParts>,
+    /// Tells every task to stop.
+    shutdown: Shutdown,
+    /// Owns every task.
+    tasks: TaskSet,
+}
+
+/// Datagrams waiting for the membership task; more are dropped.
+const DATAGRAM_QUEUE: usize = 1024;
+
+impl Node {
+    /// Start a node from `cfg`: standalone when neither gossip nor seeds
+    /// are configured, else a cluster peer.
+    pub async fn start(cfg: Config) -> Result<Node, NodeError> {
+        Self::start_with_clock(cfg, system_clock()).await
+    }
+
+    /// Like [`start`](Self::start) with an injected clock (tests).
+    pub async fn start_with_clock(cfg: Config, clock: Clock) -> Result<Node, NodeError> {
+        cfg.validate()?;
+        let store = Arc::new(Store::new(cfg.store()));
+        let server = Server::bind_with_clock(&cfg, store.clone(), clock.clone())
+            .await
+            .map_err(|source| NodeError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        let resp_addr = server.local_addr();
+        let shutdown = Shutdown::new();
+        let tasks = TaskSet::new();
+        let cluster = if cfg.is_cluster() {
+            let parts = start_cluster(&cfg, &store, clock, resp_addr, &shutdown, &tasks).await?;
+            server.set_hook(parts.router.clone() as Arc<dyn ClusterHook>);
+            Some(parts)
+        } else {
+            None
+        };
+        tasks.spawn(server.run(shutdown.clone()));
+        Ok(Node {
+            inner: Arc::new(Inner {
+                store,
+                resp_addr,
+                cluster,
+                shutdown,
+                tasks,
+            }),
+        })
+    }
+
+    /// Where RESP clients connect.
+    pub fn resp_addr(&self) -> SocketAddr {
+        self.inner.resp_addr
+    }
+
+    /// The gossip (QUIC) address, in cluster mode.
+    pub fn gossip_addr(&self) -> Option<SocketAddr> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|c| c.transport.local_addr())
+    }
+
+    /// The node's name on the ring, in cluster mode.
+    pub fn name(&self) -> Option<&NodeName> {
+        self.inner.cluster.as_ref().map(|c| &c.name)
+    }
+
+    /// The local engine (tests inspect it; an embedding service may too).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// The current ring and members, in cluster mode.
+    pub fn cluster_state(&self) -> Option<Arc<ClusterState>> {
+        self.inner.cluster.as_ref().map(|c| c.router.current())
+    }
+
+    /// The membership handle, in cluster mode.
+    pub fn membership(&self) -> Option<&MembershipHandle> {
+        self.inner.cluster.as_ref().map(|c| &c.membership)
+    }
+
+    /// The router, in cluster mode.
+    pub fn router(&self) -> Option<&Arc<Router>> {
+        self.inner.cluster.as_ref().map(|c| &c.router)
+    }
+
+    /// The QUIC transport, in cluster mode.
+    pub fn transport(&self) -> Option<&Arc<QuicTransport>> {
+        self.inner.cluster.as_ref().map(|c| &c.transport)
+    }
+
+    /// Stop: leave the cluster (peers drop us at once instead of waiting
+    /// for suspicion), stop serving, close the transport, and return when
+    /// every task has ended.
+    pub async fn shutdown(&self) {
+        if let Some(c) = &self.inner.cluster {
+            let leave = tokio::time::timeout(Duration::from_secs(3), c.membership.leave());
+            if leave.await.is_err() {
+                tracing::warn!("leaving the cluster took too long; stopping anyway");
+            }
+        }
+        self.inner.shutdown.trigger();
+        if let Some(c) = &self.inner.cluster {
+            c.transport.shutdown().await;
+        }
+        let join = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.join_all());
+        if join.await.is_err() {
+            tracing::warn!("tasks did not stop in time; aborting them");
+            self.inner.tasks.abort_all();
+        }
+    }
+}
+
+/// Transport, membership, ring follower, router and dispatcher.
+async fn start_cluster(
+    cfg: &Config,
+    store: &Arc<Store>,
+    clock: Clock,
+    resp_addr: SocketAddr,
+    shutdown: &Shutdown,
+    tasks: &TaskSet,
+) -> Result<ClusterParts, NodeError> {
+    let name = cfg.node_name();
+    crate::certs::validate_name(&name)?;
+    let Some((ca, cert, key)) = cfg.tls_paths() else {
+        // validate() refuses cluster mode without certificates.
+        return Err(NodeError::Transport("no certificates configured".into()));
+    };
+    let tls = load_node_tls(&ca, &cert, &key)?;
+    if tls.name.as_str() != name {
+        return Err(NodeError::NameMismatch {
+            name,
+            cert: tls.name.to_string(),
+        });
+    }
+    let (transport, incoming) = QuicTransport::bind(QuicConfig::new(cfg.gossip_addr(), tls))
+        .map_err(|e| NodeError::Transport(e.to_string()))?;
+    let gossip = transport.local_addr();
+    let node = NodeName::new(&name);
+    let cluster = ClusterId::new(&cfg.cluster);
+    let mut meta = NodeMeta::new(cluster.clone(), resp_addr, cfg.partitions, cfg.replicas);
+    // Nothing to sync before replication exists: a node holds what it owns
+    // from the start.
+    meta.ready = true;
+    let mut mcfg = MembershipConfig::new(cluster.clone(), node.clone(), gossip, meta);
+    mcfg.seeds = cfg.seed.clone();
+    let (dgram_tx, dgram_rx) = mpsc::channel(DATAGRAM_QUEUE);
+    let dyn_transport: Arc<dyn Transport> = transport.clone();
+    let (membership, task) =
+        Membership::build(mcfg, dyn_transport.clone(), dgram_rx, shutdown.clone())?;
+    tasks.spawn(task.run());
+    let (state_rx, follower) = state::follow(
+        node.clone(),
+        membership.subscribe(),
+        cfg.partitions,
+        cfg.replicas,
+        shutdown.clone(),
+    );
+    tasks.spawn(follower);
+    let router = Router::new(cluster, state_rx, dyn_transport, store.clone(), clock);
+    tasks.spawn(dispatch(
+        incoming,
+        dgram_tx,
+        router.clone(),
+        tasks.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(node = %node, %gossip, resp = %resp_addr, seeds = ?cfg.seed, "cluster peer started");
+    Ok(ClusterParts {
+        name: node,
+        membership,
+        transport,
+        router,
+    })
+}
+
+/// Hand incoming datagrams to membership and requests to the router, until
+/// shutdown or the transport closes.
+async fn dispatch(
+    mut incoming: IncomingRx,
+    datagrams: mpsc::Sender<InboundDatagram>,
+    router: Arc<Router>,
+    tasks: TaskSet,
+    shutdown: Shutdown,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.wait() => return,
+            next = incoming.recv() => next,
+        };
+        match next {
+            None => return,
+            Some(Incoming::Datagram {
+                from,
+                addr,
+                payload,
+            }) => {
+                let d = InboundDatagram {
+                    from,
+                    addr,
+                    payload,
+                };
+                if datagrams.try_send(d).is_err() {
+                    tracing::debug!("membership queue full; datagram dropped");
+                }
+            }
+            Some(Incoming::Request {
+                from,
+                payload,
+                reply,
+            }) => {
+                let router = router.clone();
+                tasks.spawn(async move {
+                    let answer = router.serve(from, payload).await;
+                    // The requester may have given up; nothing to do then.
+                    let _ = reply.send(answer);
+                });
+            }
+        }
+    }
+}
