@@ -37,7 +37,7 @@ impl From<foca::State> for MemberState {
 }
 
 /// One member of the view.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberInfo {
     /// Its identity (name, gossip address, generation).
     pub identity: NodeIdentity,
@@ -59,7 +59,8 @@ impl MemberInfo {
 }
 
 /// Everything the local node knows about the cluster, sorted by name.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Serializes (e.g. to JSON for the admin endpoint) as-is.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct View {
     /// Members sorted by node name; one entry per gossip address.
     pub members: Vec<MemberInfo>,

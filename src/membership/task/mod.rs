@@ -391,10 +391,11 @@ impl MembershipTask {
         }
         tracing::info!(node = %self.cfg.node, "leaving the cluster");
         self.announcer.stop();
-        let r = self.foca.leave_cluster(&mut self.runtime);
-        self.after_call(r, "leave");
+        // Set first: the Defunct notification foca emits is expected now.
         let now = Instant::now();
         self.leaving = Some((now + self.cfg.leave_linger, now + LEAVE_GOSSIP_EVERY));
+        let r = self.foca.leave_cluster(&mut self.runtime);
+        self.after_call(r, "leave");
     }
 
     /// Apply a metadata change and gossip it.
