@@ -3,7 +3,7 @@
 //! print the RSS growth per key (from `/proc/self/statm`) next to the
 //! `used_memory` the store charges per key.
 //!
-//! `cargo run --release --example store_bytes_per_key [-- KEYS]`
+//! `cargo run --release --example store_bytes_per_key [-- KEYS [VALUE_LEN]]`
 
 use bytes::Bytes;
 use shoal::store::{Store, StoreConfig, UnixMillis};
@@ -24,7 +24,11 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let value = Bytes::from_static(&[b'x'; 100]);
+    let value_len: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
+    let value = Bytes::from(vec![b'x'; value_len]);
     let now = UnixMillis::now();
     let store = Store::new(StoreConfig::default());
     let before = rss_bytes();
@@ -39,7 +43,7 @@ fn main() {
     let stats = store.stats();
     println!("keys:                 {}", stats.keys);
     println!("partitions:           {}", store.partitions());
-    println!("key + value bytes:    {}", 16 + 100);
+    println!("key + value bytes:    {}", 16 + value_len);
     println!(
         "RSS delta per key:    {:.1} bytes",
         after.saturating_sub(before) as f64 / keys as f64

@@ -38,7 +38,7 @@
 //!
 //! # Measured (release build, 2-core VM)
 //! - 1,000,000 keys of 16 bytes with 100-byte values, P = 4096: about 186
-//!   bytes of RSS per key (the charge, `used_memory`, is 184 per key);
+//!   bytes of RSS per key (the charge, `used_memory`, is 192 per key);
 //!   `examples/store_bytes_per_key.rs`.
 //! - Hit ratios of every policy against exact LRU and Belady on Zipf
 //!   workloads: `examples/hitratio.rs`.
