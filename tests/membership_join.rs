@@ -168,3 +168,22 @@ async fn twenty_five_nodes_converge_with_metadata() {
         "25 nodes: all alive everywhere after {took:?}, metadata after {with_meta:?} (virtual)"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn handle_reports_a_stopped_task() {
+    let net = MemNetwork::new();
+    let a = start(&net, NodeSpec::new(1, &[]));
+    a.shutdown.trigger();
+    a.handle.stopped().await;
+    let r = a.handle.update_meta(|m| m.ready = true).await;
+    assert!(matches!(
+        r,
+        Err(shoal::membership::MembershipError::Stopped)
+    ));
+    assert!(matches!(
+        a.handle.leave().await,
+        Err(shoal::membership::MembershipError::Stopped)
+    ));
+    // The final view shows us down.
+    assert!(a.view().is("n1", MemberState::Down));
+}
