@@ -171,6 +171,11 @@ impl Node {
         self.inner.cluster.as_ref().map(|c| c.router.current())
     }
 
+    /// A receiver that sees every new cluster state, in cluster mode.
+    pub fn subscribe_cluster(&self) -> Option<tokio::sync::watch::Receiver<Arc<ClusterState>>> {
+        self.inner.cluster.as_ref().map(|c| c.router.state.clone())
+    }
+
     /// The membership handle, in cluster mode.
     pub fn membership(&self) -> Option<&MembershipHandle> {
         self.inner.cluster.as_ref().map(|c| &c.membership)
