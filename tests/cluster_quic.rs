@@ -48,7 +48,11 @@ async fn every_key_reachable_from_every_node(n: usize, keys_per_node: usize) {
         for node in &nodes {
             let held = node.store().get(key.as_bytes(), now);
             if node.name() == Some(&primary) {
-                assert_eq!(held.as_deref(), Some(value.as_bytes()), "{key} on its primary");
+                assert_eq!(
+                    held.as_deref(),
+                    Some(value.as_bytes()),
+                    "{key} on its primary"
+                );
             } else {
                 assert_eq!(held, None, "{key} must live only on its primary {primary}");
             }
@@ -74,7 +78,9 @@ async fn multi_key_commands_split_by_owner_and_keep_order() {
     converge(&nodes, 3, JOIN_LIMIT).await;
     let mut con = client(&nodes[1]).await;
 
-    let pairs: Vec<(String, String)> = (0..50).map(|i| (format!("m{i}"), format!("v{i}"))).collect();
+    let pairs: Vec<(String, String)> = (0..50)
+        .map(|i| (format!("m{i}"), format!("v{i}")))
+        .collect();
     let _: () = con.mset(&pairs).await.expect("MSET across owners");
     let keys: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
     let mut asked = keys.clone();
@@ -86,9 +92,16 @@ async fn multi_key_commands_split_by_owner_and_keep_order() {
 
     let exists: i64 = con.exists(&asked).await.expect("EXISTS");
     assert_eq!(exists, 50);
-    let dbsize: i64 = redis::cmd("DBSIZE").query_async(&mut con).await.expect("DBSIZE");
+    let dbsize: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut con)
+        .await
+        .expect("DBSIZE");
     assert_eq!(dbsize, 50, "DBSIZE counts every member's keys");
-    let mut all: Vec<String> = redis::cmd("KEYS").arg("m*").query_async(&mut con).await.expect("KEYS");
+    let mut all: Vec<String> = redis::cmd("KEYS")
+        .arg("m*")
+        .query_async(&mut con)
+        .await
+        .expect("KEYS");
     all.sort();
     let mut sorted = keys.clone();
     sorted.sort();
@@ -116,7 +129,10 @@ async fn multi_key_commands_split_by_owner_and_keep_order() {
 
     let deleted: i64 = con.del(&asked).await.expect("DEL across owners");
     assert_eq!(deleted, 50);
-    let dbsize: i64 = redis::cmd("DBSIZE").query_async(&mut con).await.expect("DBSIZE");
+    let dbsize: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut con)
+        .await
+        .expect("DBSIZE");
     assert_eq!(dbsize, 0);
     stop(nodes).await;
 }
@@ -130,7 +146,11 @@ async fn info_cluster_and_members_describe_the_same_ring() {
     let mut primaries = 0u64;
     for node in &nodes {
         let mut con = client(node).await;
-        let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut con).await.expect("INFO");
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut con)
+            .await
+            .expect("INFO");
         let field = |name: &str| -> String {
             info.lines()
                 .find_map(|l| l.strip_prefix(&format!("{name}:")))
@@ -139,17 +159,25 @@ async fn info_cluster_and_members_describe_the_same_ring() {
                 .to_string()
         };
         assert_eq!(field("cluster_name"), "shoal");
-        assert_eq!(Some(field("cluster_node_name").as_str()), node.name().map(|n| n.as_str()));
+        assert_eq!(
+            Some(field("cluster_node_name").as_str()),
+            node.name().map(|n| n.as_str())
+        );
         assert_eq!(field("cluster_members_alive"), "3");
         assert_eq!(field("cluster_members_suspect"), "0");
         assert_eq!(field("cluster_members_down"), "0");
         digests.push(field("cluster_ring_digest"));
-        primaries += field("cluster_partitions_primary").parse::<u64>().expect("number");
+        primaries += field("cluster_partitions_primary")
+            .parse::<u64>()
+            .expect("number");
         let _ = field("cluster_partitions_replica");
         let _ = field("cluster_local_keys");
 
-        let members: Vec<redis::Value> =
-            redis::cmd("SHOAL").arg("MEMBERS").query_async(&mut con).await.expect("SHOAL MEMBERS");
+        let members: Vec<redis::Value> = redis::cmd("SHOAL")
+            .arg("MEMBERS")
+            .query_async(&mut con)
+            .await
+            .expect("SHOAL MEMBERS");
         assert_eq!(members.len(), 3);
     }
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
