@@ -81,17 +81,20 @@ async fn garbage_and_foreign_versions_are_counted_and_harmless() {
         &to,
         Bytes::from_static(&[0xc8, 0x01, 4, b't', b'e', b's', b't']),
     );
-    // Right version and cluster, unknown kind.
-    rogue.send_datagram(&to, Bytes::from_static(&[1, 4, b't', b'e', b's', b't', 7]));
+    // Right version, cluster and P (64), unknown kind.
+    rogue.send_datagram(
+        &to,
+        Bytes::from_static(&[1, 4, b't', b'e', b's', b't', 64, 7]),
+    );
     // Right envelope, foca body of garbage.
     rogue.send_datagram(
         &to,
-        Bytes::from_static(&[1, 4, b't', b'e', b's', b't', 0, 0xff, 0xff]),
+        Bytes::from_static(&[1, 4, b't', b'e', b's', b't', 64, 0, 0xff, 0xff]),
     );
     // Right envelope, sync body of garbage.
     rogue.send_datagram(
         &to,
-        Bytes::from_static(&[1, 4, b't', b'e', b's', b't', 1, 0xff]),
+        Bytes::from_static(&[1, 4, b't', b'e', b's', b't', 64, 1, 0xff]),
     );
     rogue.send_datagram(&to, Bytes::new());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -100,4 +103,26 @@ async fn garbage_and_foreign_versions_are_counted_and_harmless() {
     assert_eq!(s.rejected_malformed.load(Ordering::Relaxed), 3);
     assert_eq!(s.rejected_sync.load(Ordering::Relaxed), 1);
     assert!(all_see_alive(&[&a, &b], &["n1", "n2"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_with_another_partition_count_is_not_admitted() {
+    init_tracing();
+    let net = MemNetwork::new();
+    let a = start(&net, NodeSpec::new(1, &[]));
+    let b = start(&net, NodeSpec::new(2, &[1]));
+    let mut spec = NodeSpec::new(3, &[1, 2]);
+    spec.tweak = Some(|c| c.meta.partitions = 128);
+    let odd = start(&net, spec);
+    wait_until("a and b formed", LIMIT, || {
+        all_see_alive(&[&a, &b], &["n1", "n2"])
+    })
+    .await;
+    wait_until("odd node refused several times", LIMIT, || {
+        a.handle.stats().rejected_partitions.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    assert!(a.view().get("n3").is_none());
+    assert!(b.view().get("n3").is_none());
+    assert_eq!(odd.view().members.len(), 1, "the odd node stays alone");
 }

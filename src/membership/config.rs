@@ -118,6 +118,9 @@ impl MembershipConfig {
         if self.meta.protocol != PROTOCOL_VERSION {
             return bad("metadata names another protocol version");
         }
+        if self.meta.partitions == 0 {
+            return bad("partitions must be at least 1");
+        }
         if self.max_transmissions == 0 {
             return bad("max_transmissions must be at least 1");
         }

@@ -1,17 +1,19 @@
 //! The versioned envelope around every membership datagram.
 //!
 //! # What this module owns
-//! The wire prefix `version, cluster, kind` (postcard) in front of a foca
-//! packet or a push-pull sync chunk, and the checks made on it before any
-//! body is decoded.
+//! The wire prefix `version, cluster, partitions, kind` (postcard) in front
+//! of a foca packet or a push-pull sync chunk, and the checks made on it
+//! before any body is decoded. The partition count P is part of a
+//! cluster's identity (DESIGN.md §2): a node with another P is refused like
+//! a node of another cluster, so it is never admitted.
 //!
 //! # What it must not do
-//! Decode bodies: a datagram of another version or cluster is refused from
-//! its prefix alone.
+//! Decode bodies: a datagram of another version, cluster or P is refused
+//! from its prefix alone.
 //!
 //! # Layout
 //! ```text
-//! varint u16 protocol version | varint len + cluster name | u8 kind | body
+//! varint u16 version | varint len + cluster name | varint u32 P | u8 kind | body
 //! ```
 //! The prefix is the same for every node of a cluster, so foca's packet
 //! budget (`MAX_DATAGRAM` minus the prefix) is the same everywhere.
@@ -66,6 +68,9 @@ pub enum EnvelopeError {
     /// Another cluster.
     #[error("cluster {0:?}, expected ours")]
     Cluster(String),
+    /// Another partition count.
+    #[error("{0} partitions, expected ours")]
+    Partitions(u32),
     /// An unknown body kind.
     #[error("unknown body kind {0}")]
     Kind(u8),
@@ -76,18 +81,22 @@ pub enum EnvelopeError {
 pub struct Envelope {
     /// Our cluster, compared with every incoming prefix.
     cluster: ClusterId,
+    /// Our partition count, compared likewise.
+    partitions: u32,
     /// The encoded `version, cluster` prefix, computed once.
     prefix: Bytes,
 }
 
 impl Envelope {
-    /// The envelope of `cluster`.
-    pub fn new(cluster: ClusterId) -> Self {
+    /// The envelope of `cluster` with `partitions` partitions.
+    pub fn new(cluster: ClusterId, partitions: u32) -> Self {
+        // Encoding integers and a str into a Vec cannot fail.
         let mut prefix = postcard::to_stdvec(&PROTOCOL_VERSION).unwrap_or_default();
-        // Encoding a str into a Vec cannot fail.
         prefix.extend(postcard::to_stdvec(cluster.as_str()).unwrap_or_default());
+        prefix.extend(postcard::to_stdvec(&partitions).unwrap_or_default());
         Envelope {
             cluster,
+            partitions,
             prefix: Bytes::from(prefix),
         }
     }
@@ -119,6 +128,11 @@ impl Envelope {
             let shown: String = cluster.chars().take(MAX_CLUSTER_NAME).collect();
             return Err(EnvelopeError::Cluster(shown));
         }
+        let (partitions, rest): (u32, _) =
+            postcard::take_from_bytes(rest).map_err(|_| EnvelopeError::Malformed)?;
+        if partitions != self.partitions {
+            return Err(EnvelopeError::Partitions(partitions));
+        }
         let (&tag, body) = rest.split_first().ok_or(EnvelopeError::Malformed)?;
         let kind = Kind::from_tag(tag).ok_or(EnvelopeError::Kind(tag))?;
         Ok((kind, body))
@@ -131,7 +145,7 @@ mod tests {
 
     #[test]
     fn wrapped_body_opens_with_its_kind() {
-        let env = Envelope::new(ClusterId::new("prod"));
+        let env = Envelope::new(ClusterId::new("prod"), 4096);
         let wire = env.wrap(Kind::Sync, b"body");
         assert_eq!(wire.len(), env.overhead() + 4);
         assert_eq!(env.open(&wire), Ok((Kind::Sync, &b"body"[..])));
@@ -139,8 +153,8 @@ mod tests {
 
     #[test]
     fn other_cluster_is_refused() {
-        let ours = Envelope::new(ClusterId::new("prod"));
-        let theirs = Envelope::new(ClusterId::new("staging"));
+        let ours = Envelope::new(ClusterId::new("prod"), 4096);
+        let theirs = Envelope::new(ClusterId::new("staging"), 4096);
         let wire = theirs.wrap(Kind::Swim, b"x");
         assert_eq!(
             ours.open(&wire),
@@ -149,8 +163,16 @@ mod tests {
     }
 
     #[test]
+    fn other_partition_count_is_refused() {
+        let ours = Envelope::new(ClusterId::new("prod"), 4096);
+        let theirs = Envelope::new(ClusterId::new("prod"), 1024);
+        let wire = theirs.wrap(Kind::Swim, b"x");
+        assert_eq!(ours.open(&wire), Err(EnvelopeError::Partitions(1024)));
+    }
+
+    #[test]
     fn other_version_is_refused_before_the_cluster_is_read() {
-        let env = Envelope::new(ClusterId::new("prod"));
+        let env = Envelope::new(ClusterId::new("prod"), 4096);
         let mut wire = postcard::to_stdvec(&(PROTOCOL_VERSION + 1)).expect("encode");
         wire.extend_from_slice(&[0xff, 0xff, 0xff]);
         assert_eq!(
@@ -161,7 +183,7 @@ mod tests {
 
     #[test]
     fn truncated_and_unknown_kinds_are_refused() {
-        let env = Envelope::new(ClusterId::new("prod"));
+        let env = Envelope::new(ClusterId::new("prod"), 4096);
         assert_eq!(env.open(&[]), Err(EnvelopeError::Malformed));
         let wire = env.wrap(Kind::Swim, b"");
         assert_eq!(

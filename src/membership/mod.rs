@@ -13,8 +13,8 @@
 //! # Life of a datagram
 //! 1. The dispatcher receives `Incoming::Datagram { from, addr, payload }`
 //!    and sends it on the membership channel.
-//! 2. [`envelope`]: version and cluster are checked from the prefix;
-//!    another version or cluster is refused and counted.
+//! 2. [`envelope`]: version, cluster and partition count are checked from
+//!    the prefix; another version, cluster or P is refused and counted.
 //! 3. For a foca packet, the header is decoded and its sender's name
 //!    compared with the transport-authenticated `from` (a peer with a
 //!    certificate for `b` cannot speak as `c`); for a sync chunk, the same
@@ -92,9 +92,10 @@ pub enum MembershipError {
     /// Our own metadata could not be encoded; nothing was changed.
     #[error("cannot encode metadata: {0}")]
     Encode(postcard::Error),
-    /// A metadata update tried to change the cluster or the protocol
-    /// version, which are fixed for the life of the node; nothing changed.
-    #[error("cluster and protocol version cannot change at run time")]
+    /// A metadata update tried to change the cluster, the protocol version
+    /// or the partition count, which are fixed for the life of the node;
+    /// nothing changed.
+    #[error("cluster, protocol version and partitions cannot change at run time")]
     MetaImmutable,
     /// The membership task has stopped; the request was not applied.
     #[error("membership task has stopped")]
@@ -208,8 +209,8 @@ impl MembershipHandle {
         Ok(())
     }
 
-    /// Change our metadata (e.g. readiness) and gossip it. The cluster and
-    /// protocol fields cannot change.
+    /// Change our metadata (e.g. readiness) and gossip it. The cluster,
+    /// protocol and partitions fields cannot change.
     pub async fn update_meta(
         &self,
         f: impl FnOnce(&mut NodeMeta) + Send + 'static,

@@ -32,6 +32,8 @@ pub struct MembershipStats {
     pub rejected_version: AtomicU64,
     /// Refused: another cluster (envelope or claimed identity).
     pub rejected_cluster: AtomicU64,
+    /// Refused: another partition count P.
+    pub rejected_partitions: AtomicU64,
     /// Refused: the claimed sender is not the transport-authenticated peer.
     pub rejected_sender: AtomicU64,
     /// Refused by foca itself (undecodable, too big, stale, ...).
@@ -68,6 +70,7 @@ impl MembershipStats {
             Rejection::Malformed => &self.rejected_malformed,
             Rejection::Version => &self.rejected_version,
             Rejection::Cluster => &self.rejected_cluster,
+            Rejection::Partitions => &self.rejected_partitions,
             Rejection::Sender => &self.rejected_sender,
             Rejection::Foca => &self.rejected_by_foca,
             Rejection::Sync => &self.rejected_sync,
@@ -84,6 +87,8 @@ pub enum Rejection {
     Version,
     /// Another cluster.
     Cluster,
+    /// Another partition count.
+    Partitions,
     /// Claimed sender differs from the authenticated peer.
     Sender,
     /// Foca refused the packet.
@@ -94,10 +99,11 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, for indexing.
-    const ALL: [Rejection; 6] = [
+    const ALL: [Rejection; 7] = [
         Rejection::Malformed,
         Rejection::Version,
         Rejection::Cluster,
+        Rejection::Partitions,
         Rejection::Sender,
         Rejection::Foca,
         Rejection::Sync,
@@ -113,7 +119,7 @@ impl Rejection {
 #[derive(Debug, Default)]
 pub struct RejectLog {
     /// When each reason was last logged at warn level.
-    last_warn: [Option<Instant>; 6],
+    last_warn: [Option<Instant>; Rejection::ALL.len()],
 }
 
 impl RejectLog {

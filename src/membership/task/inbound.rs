@@ -30,6 +30,7 @@ impl MembershipTask {
                 let reason = match e {
                     EnvelopeError::Version(_) => Rejection::Version,
                     EnvelopeError::Cluster(_) => Rejection::Cluster,
+                    EnvelopeError::Partitions(_) => Rejection::Partitions,
                     EnvelopeError::Malformed | EnvelopeError::Kind(_) => Rejection::Malformed,
                 };
                 self.reject(reason, &d, &e);

@@ -142,7 +142,7 @@ impl MembershipTask {
         shutdown: Shutdown,
         stats: Arc<MembershipStats>,
     ) -> Result<Self, MembershipError> {
-        let envelope = Envelope::new(cfg.cluster.clone());
+        let envelope = Envelope::new(cfg.cluster.clone(), cfg.meta.partitions);
         let max_packet = MAX_DATAGRAM.saturating_sub(envelope.overhead());
         let foca_cfg = cfg.foca_config(1, max_packet)?;
         let (foca_rng, rng) = match cfg.rng_seed {
@@ -402,7 +402,11 @@ impl MembershipTask {
     fn update_meta(&mut self, f: MetaUpdate) -> Result<(), MembershipError> {
         let mut meta = self.own_meta.meta.clone();
         f(&mut meta);
-        if meta.cluster != self.cfg.cluster || meta.protocol != self.own_meta.meta.protocol {
+        let fixed = &self.own_meta.meta;
+        if meta.cluster != fixed.cluster
+            || meta.protocol != fixed.protocol
+            || meta.partitions != fixed.partitions
+        {
             return Err(MembershipError::MetaImmutable);
         }
         if meta == self.own_meta.meta {
