@@ -9,6 +9,9 @@ use proptest::prelude::*;
 use shoal::store::{EvictionPolicy, Mutation, Store, StoreConfig, StoreError, UnixMillis};
 
 const T0: u64 = 1_700_000_000_000;
+/// Distinct keys the operations draw from (enough for partitions to grow
+/// past the compaction threshold and shrink again).
+const KEYSPACE: u8 = 48;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -23,12 +26,12 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..24, any::<u8>(), proptest::option::of(1u16..500))
+        4 => (0u8..KEYSPACE, any::<u8>(), proptest::option::of(1u16..500))
             .prop_map(|(key, len, ttl)| Op::Set { key, len, ttl }),
-        3 => (0u8..24).prop_map(Op::Get),
-        1 => (0u8..24).prop_map(Op::Delete),
-        1 => (0u8..24, proptest::option::of(1u16..500)).prop_map(|(key, ttl)| Op::Expire { key, ttl }),
-        1 => (0u8..24, any::<u8>()).prop_map(|(key, byte)| Op::Append { key, byte }),
+        3 => (0u8..KEYSPACE).prop_map(Op::Get),
+        2 => (0u8..KEYSPACE).prop_map(Op::Delete),
+        1 => (0u8..KEYSPACE, proptest::option::of(1u16..500)).prop_map(|(key, ttl)| Op::Expire { key, ttl }),
+        1 => (0u8..KEYSPACE, any::<u8>()).prop_map(|(key, byte)| Op::Append { key, byte }),
         1 => (0u16..300).prop_map(Op::Advance),
         1 => (1u8..50).prop_map(Op::ExpireCycle),
     ]
@@ -114,7 +117,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
-    fn store_matches_a_map_model_with_ttl(ops in proptest::collection::vec(op(), 1..200), parts in 1u32..64) {
+    fn store_matches_a_map_model_with_ttl(ops in proptest::collection::vec(op(), 1..300), parts in 1u32..8) {
         let store = Store::new(StoreConfig { partitions: parts, ..StoreConfig::default() });
         let mut model = Model::new();
         let mut now = T0;
@@ -122,7 +125,7 @@ proptest! {
             apply(&store, &mut model, &mut now, op);
         }
         let t = UnixMillis(now);
-        for k in 0u8..24 {
+        for k in 0u8..KEYSPACE {
             let got = store.peek(&key(k), t, |e| e.map(|e| e.value.to_vec()));
             prop_assert_eq!(got.as_ref(), live(&model, k, now));
         }
@@ -135,9 +138,9 @@ proptest! {
             if cursor == 0 { break; }
         }
         let expected: HashSet<Vec<u8>> =
-            (0u8..24).filter(|&k| live(&model, k, now).is_some()).map(key).collect();
+            (0u8..KEYSPACE).filter(|&k| live(&model, k, now).is_some()).map(key).collect();
         prop_assert_eq!(scanned, expected);
-        for k in 0u8..24 {
+        for k in 0u8..KEYSPACE {
             store.delete(&key(k), t);
         }
         let st = store.stats();

@@ -153,6 +153,14 @@ impl Store {
         cost
     }
 
+    /// Shrink a mostly empty partition, unless eviction queues name its
+    /// slots. Call only where no slot number of `part` is held.
+    pub(super) fn maybe_compact(&self, part: &mut Partition) {
+        if part.is_sparse() && !self.is_tracking() {
+            part.compact(self.seed);
+        }
+    }
+
     /// The slot of the live (unexpired) `key`, reclaiming it if expired.
     fn find_live(
         &self,
@@ -270,6 +278,9 @@ impl Store {
                 self.write(pid, &mut part, slot, key, h, &value, at, now.0)?
             }
         };
+        if queued.is_none() {
+            self.maybe_compact(&mut part);
+        }
         drop(part);
         if let Some(item) = queued {
             let s3 = self.policy() == EvictionPolicy::S3Fifo;

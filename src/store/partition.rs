@@ -120,6 +120,33 @@ impl Partition {
         e.expires_at = expires_at;
     }
 
+    /// True when most slots are empty: the slab and the table then hold far
+    /// more memory than the keys need (after mass deletes or expiry).
+    pub(crate) fn is_sparse(&self) -> bool {
+        self.slots.len() >= 32 && (self.live as usize) * 4 < self.slots.len()
+    }
+
+    /// Move the live entries to a fresh, exactly sized slab and table,
+    /// renumbering their slots. Only valid while no queue item or caller
+    /// holds a slot number of this partition (eviction queues off).
+    pub(crate) fn compact(&mut self, seed: u64) {
+        let old = std::mem::take(&mut self.slots);
+        let live: Vec<Entry> = old.into_iter().filter(|e| e.is_live()).collect();
+        self.index = HashTable::with_capacity(live.len());
+        self.slots = Vec::with_capacity(live.len());
+        self.free_head = NIL;
+        self.expire_cursor = 0;
+        for mut e in live {
+            e.meta &= !QUEUED;
+            let slot = self.slots.len() as u32;
+            let h = key_hash(e.key(), seed);
+            self.slots.push(e);
+            let slots = &self.slots;
+            self.index
+                .insert_unique(h, slot, |&i| key_hash(slots[i as usize].key(), seed));
+        }
+    }
+
     /// Drop every key and slot.
     pub(crate) fn clear(&mut self) {
         *self = Partition::new();
@@ -186,6 +213,25 @@ mod tests {
         p.remove(a, key_hash(b"a", 7), false);
         assert_eq!(put(&mut p, b"c"), a);
         assert_eq!(p.slots.len(), 2);
+    }
+
+    #[test]
+    fn compaction_keeps_every_live_key_findable() {
+        let mut p = Partition::new();
+        let slots: Vec<u32> = (0..200u32).map(|i| put(&mut p, &i.to_be_bytes())).collect();
+        for (i, s) in slots.iter().enumerate().filter(|(i, _)| i % 5 != 0) {
+            let k = (i as u32).to_be_bytes();
+            p.remove(*s, key_hash(&k, 7), false);
+        }
+        assert!(p.is_sparse());
+        p.compact(7);
+        assert_eq!(p.slots.len(), 40);
+        for i in (0..200u32).step_by(5) {
+            let k = i.to_be_bytes();
+            let slot = p.find(&k, key_hash(&k, 7)).unwrap();
+            assert_eq!(p.slots[slot as usize].key(), &k);
+        }
+        assert!(!p.is_sparse());
     }
 
     #[test]

@@ -433,3 +433,19 @@ fn store_is_send_and_sync() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Store>();
 }
+
+#[test]
+fn mass_deletes_shrink_the_partitions() {
+    let s = store(4, 0, EvictionPolicy::default());
+    for i in 0..10_000 {
+        s.set(&key(i), val(1), None, T0).unwrap();
+    }
+    for i in 10..10_000 {
+        assert!(s.delete(&key(i), T0));
+    }
+    let slots: usize = (0..4).map(|p| s.lock(p).slots.len()).sum();
+    assert!(slots < 200, "{slots} slots kept for 10 keys");
+    for i in 0..10 {
+        assert!(s.get(&key(i), T0).is_some());
+    }
+}

@@ -61,6 +61,7 @@ impl Store {
                     break;
                 }
             }
+            self.maybe_compact(&mut part);
             drop(part);
             walk_left = walk_left.saturating_sub(1);
             pid = (pid + 1) % n;
