@@ -64,6 +64,32 @@ pub struct MembershipStats {
 }
 
 impl MembershipStats {
+    /// Every counter with a metric-style name, for `/metrics` and INFO.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("datagrams_in", c(&self.datagrams_in)),
+            ("datagrams_out", c(&self.datagrams_out)),
+            ("rejected_malformed", c(&self.rejected_malformed)),
+            ("rejected_version", c(&self.rejected_version)),
+            ("rejected_cluster", c(&self.rejected_cluster)),
+            ("rejected_partitions", c(&self.rejected_partitions)),
+            ("rejected_sender", c(&self.rejected_sender)),
+            ("rejected_by_foca", c(&self.rejected_by_foca)),
+            ("rejected_sync", c(&self.rejected_sync)),
+            ("meta_rejected", c(&self.meta_rejected)),
+            ("sync_sent", c(&self.sync_sent)),
+            ("sync_applied", c(&self.sync_applied)),
+            ("announces", c(&self.announces)),
+            ("seed_resolve_failures", c(&self.seed_resolve_failures)),
+            ("suspected", c(&self.suspected)),
+            ("declared_down", c(&self.declared_down)),
+            ("view_changes", c(&self.view_changes)),
+            ("turn_undead_suppressed", c(&self.turn_undead_suppressed)),
+            ("oversize_dropped", c(&self.oversize_dropped)),
+        ]
+    }
+
     /// The counter for a rejection reason.
     fn counter(&self, r: Rejection) -> &AtomicU64 {
         match r {
@@ -162,5 +188,8 @@ mod tests {
         assert_eq!(stats.rejected_cluster.load(Ordering::Relaxed), 3);
         assert_eq!(stats.rejected_sender.load(Ordering::Relaxed), 1);
         assert_eq!(stats.rejected_version.load(Ordering::Relaxed), 0);
+        let snap = stats.snapshot();
+        assert!(snap.contains(&("rejected_cluster", 3)));
+        assert!(snap.contains(&("rejected_sender", 1)));
     }
 }

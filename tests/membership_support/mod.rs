@@ -12,7 +12,7 @@ use shoal::membership::{
 };
 use shoal::shutdown::Shutdown;
 use shoal::transport::mem::{MemNetwork, MemTransport};
-use shoal::transport::{Incoming, NodeName, Transport};
+use shoal::transport::{NodeName, Transport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -112,17 +112,8 @@ pub fn start(net: &MemNetwork, spec: NodeSpec) -> TestNode {
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
         while let Some(msg) = incoming.recv().await {
-            if let Incoming::Datagram {
-                from,
-                addr,
-                payload,
-            } = msg
-            {
-                let _ = tx.try_send(InboundDatagram {
-                    from,
-                    addr,
-                    payload,
-                });
+            if let Ok(d) = InboundDatagram::from_incoming(msg) {
+                let _ = tx.try_send(d);
             }
         }
     });

@@ -36,7 +36,7 @@ use super::seeds::{Announcer, resolve_seeds};
 use super::stats::{MembershipStats, RejectLog};
 use super::view::View;
 use crate::shutdown::Shutdown;
-use crate::transport::{MAX_DATAGRAM, NodeName, PeerAddr, Transport};
+use crate::transport::{Incoming, MAX_DATAGRAM, NodeName, PeerAddr, Transport};
 
 /// The foca instance this task owns.
 type Swim = Foca<NodeIdentity, PostcardCodec, StdRng, MetaHandler>;
@@ -53,6 +53,25 @@ pub struct InboundDatagram {
     pub addr: SocketAddr,
     /// The datagram.
     pub payload: Bytes,
+}
+
+impl InboundDatagram {
+    /// Take a datagram out of the transport's [`Incoming`]; a request is
+    /// handed back untouched (the dispatcher routes it elsewhere).
+    pub fn from_incoming(msg: Incoming) -> Result<InboundDatagram, Incoming> {
+        match msg {
+            Incoming::Datagram {
+                from,
+                addr,
+                payload,
+            } => Ok(InboundDatagram {
+                from,
+                addr,
+                payload,
+            }),
+            other => Err(other),
+        }
+    }
 }
 
 /// What a [`super::MembershipHandle`] asks of the task.
