@@ -436,7 +436,8 @@ impl Store {
     /// Change the eviction policy at run time (CONFIG SET maxmemory-policy).
     pub fn set_policy(&self, policy: EvictionPolicy) {
         let old = self.policy.swap(policy_index(policy), Ordering::Relaxed);
-        let kind_changed = meta::kind(EvictionPolicy::ALL[old as usize % 10]) != meta::kind(policy);
+        let before = EvictionPolicy::ALL[old as usize % EvictionPolicy::ALL.len()];
+        let kind_changed = meta::kind(before) != meta::kind(policy);
         self.sampler.clear();
         self.reconfigure(kind_changed);
     }
