@@ -317,12 +317,16 @@ impl Transport for MemTransport {
                 payload,
                 reply,
             };
-            tx.send(msg)
-                .await
-                .map_err(|_| TransportError::Unreachable(addr, "peer closed".into()))?;
-            match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-                Ok(Ok(bytes)) => Ok(bytes),
-                Ok(Err(_)) => Err(TransportError::Unreachable(addr, "reply dropped".into())),
+            // One deadline for the whole exchange, queueing included.
+            let exchange = async move {
+                tx.send(msg)
+                    .await
+                    .map_err(|_| TransportError::Unreachable(addr, "peer closed".into()))?;
+                rx.await
+                    .map_err(|_| TransportError::Unreachable(addr, "reply dropped".into()))
+            };
+            match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+                Ok(result) => result,
                 Err(_) => Err(TransportError::Timeout(addr)),
             }
         })
@@ -436,6 +440,25 @@ mod tests {
         let got = a.request(&peer(2), Bytes::from_static(b"ping")).await;
         assert_eq!(got.expect("reply").as_ref(), b"ping");
         server.await.expect("server ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unanswered_request_times_out() {
+        let net = MemNetwork::new();
+        let (a, _ra) = net.add_node("a", addr(1));
+        let (_b, _rb) = net.add_node("b", addr(2));
+        let got = a.request(&peer(2), Bytes::from_static(b"ping")).await;
+        assert!(matches!(got, Err(TransportError::Timeout(_))));
+    }
+
+    #[tokio::test]
+    async fn request_over_a_cut_link_is_unreachable() {
+        let net = MemNetwork::new();
+        let (a, _ra) = net.add_node("a", addr(1));
+        let (_b, _rb) = net.add_node("b", addr(2));
+        net.cut("a", "b");
+        let got = a.request(&peer(2), Bytes::from_static(b"ping")).await;
+        assert!(matches!(got, Err(TransportError::Unreachable(..))));
     }
 
     #[tokio::test]
