@@ -1,14 +1,13 @@
-//! Keyspace commands: DEL, EXISTS, TYPE, the EXPIRE family, TTL family,
-//! PERSIST, TOUCH, RENAME, SCAN, KEYS, RANDOMKEY, DBSIZE, FLUSHDB/FLUSHALL.
-//! All are data commands: pure functions of (store, now, args).
+//! Keyspace commands: DEL, UNLINK, EXISTS, TYPE, TOUCH, RENAME, RENAMENX,
+//! SCAN, KEYS, RANDOMKEY, DBSIZE, FLUSHDB/FLUSHALL. Data commands: pure
+//! functions of (store, now, args).
 
 use bytes::Bytes;
 
-use super::strings::is_past;
-use super::{CmdError, CmdResult, CommandSpec, DataCtx, Flag, Handler, int_arg, is};
+use super::{CmdError, CmdResult, CommandSpec, DataCtx, Flag, data, int_arg, is};
 use crate::resp::glob::glob_match;
 use crate::resp::reply::Reply;
-use crate::store::{Mutation, UnixMillis};
+use crate::store::Mutation;
 
 const ACL_WF: &[&str] = &["keyspace", "write", "fast"];
 const ACL_RF: &[&str] = &["keyspace", "read", "fast"];
@@ -20,35 +19,10 @@ const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
 const NONE: (i32, i32, i32) = (0, 0, 0);
 
-#[allow(clippy::too_many_arguments)]
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    flags: &'static [Flag],
-    keys: (i32, i32, i32),
-    acl: &'static [&'static str],
-    summary: &'static str,
-    since: &'static str,
-    f: super::DataFn,
-) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        step: keys.2,
-        acl,
-        summary,
-        group: "generic",
-        since,
-        handler: Handler::Data(f),
-    }
-}
-
 pub(super) const COMMANDS: &[CommandSpec] = &[
-    spec(
+    data(
         "del",
+        "generic",
         -2,
         &[Flag::Write],
         ALL,
@@ -57,8 +31,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         del,
     ),
-    spec(
+    data(
         "unlink",
+        "generic",
         -2,
         WF,
         ALL,
@@ -67,8 +42,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "4.0.0",
         del,
     ),
-    spec(
+    data(
         "exists",
+        "generic",
         -2,
         RF,
         ALL,
@@ -77,8 +53,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         exists,
     ),
-    spec(
+    data(
         "type",
+        "generic",
         2,
         RF,
         ONE,
@@ -87,98 +64,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         type_,
     ),
-    spec(
-        "expire",
-        -3,
-        WF,
-        ONE,
-        ACL_WF,
-        "Sets the expiration time of a key in seconds.",
-        "1.0.0",
-        expire,
-    ),
-    spec(
-        "pexpire",
-        -3,
-        WF,
-        ONE,
-        ACL_WF,
-        "Sets the expiration time of a key in milliseconds.",
-        "2.6.0",
-        pexpire,
-    ),
-    spec(
-        "expireat",
-        -3,
-        WF,
-        ONE,
-        ACL_WF,
-        "Sets the expiration time of a key to a Unix timestamp.",
-        "1.2.0",
-        expireat,
-    ),
-    spec(
-        "pexpireat",
-        -3,
-        WF,
-        ONE,
-        ACL_WF,
-        "Sets the expiration time of a key to a Unix milliseconds timestamp.",
-        "2.6.0",
-        pexpireat,
-    ),
-    spec(
-        "ttl",
-        2,
-        RF,
-        ONE,
-        ACL_RF,
-        "Returns the expiration time in seconds of a key.",
-        "1.0.0",
-        ttl,
-    ),
-    spec(
-        "pttl",
-        2,
-        RF,
-        ONE,
-        ACL_RF,
-        "Returns the expiration time in milliseconds of a key.",
-        "2.6.0",
-        pttl,
-    ),
-    spec(
-        "expiretime",
-        2,
-        RF,
-        ONE,
-        ACL_RF,
-        "Returns the expiration time of a key as a Unix timestamp.",
-        "7.0.0",
-        expiretime,
-    ),
-    spec(
-        "pexpiretime",
-        2,
-        RF,
-        ONE,
-        ACL_RF,
-        "Returns the expiration time of a key as a Unix milliseconds timestamp.",
-        "7.0.0",
-        pexpiretime,
-    ),
-    spec(
-        "persist",
-        2,
-        WF,
-        ONE,
-        ACL_WF,
-        "Removes the expiration time of a key.",
-        "2.2.0",
-        persist,
-    ),
-    spec(
+    data(
         "touch",
+        "generic",
         -2,
         RF,
         ALL,
@@ -187,8 +75,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "3.2.1",
         touch,
     ),
-    spec(
+    data(
         "rename",
+        "generic",
         3,
         &[Flag::Write],
         (1, 2, 1),
@@ -197,8 +86,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         rename,
     ),
-    spec(
+    data(
         "renamenx",
+        "generic",
         3,
         WF,
         (1, 2, 1),
@@ -207,8 +97,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         renamenx,
     ),
-    spec(
+    data(
         "scan",
+        "generic",
         -2,
         &[Flag::Readonly],
         NONE,
@@ -217,8 +108,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "2.8.0",
         scan,
     ),
-    spec(
+    data(
         "keys",
+        "generic",
         2,
         &[Flag::Readonly],
         NONE,
@@ -227,8 +119,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         keys,
     ),
-    spec(
+    data(
         "randomkey",
+        "generic",
         1,
         &[Flag::Readonly, Flag::Random],
         NONE,
@@ -237,8 +130,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         randomkey,
     ),
-    spec(
+    data(
         "dbsize",
+        "generic",
         1,
         RF,
         NONE,
@@ -247,8 +141,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         dbsize,
     ),
-    spec(
+    data(
         "flushdb",
+        "generic",
         -1,
         &[Flag::Write],
         NONE,
@@ -257,8 +152,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         flush,
     ),
-    spec(
+    data(
         "flushall",
+        "generic",
         -1,
         &[Flag::Write],
         NONE,
@@ -290,148 +186,6 @@ fn exists(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult
 fn type_(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
     let found = ctx.store.peek(&args[1], ctx.now, |e| e.is_some());
     reply.simple(if found { "string" } else { "none" });
-    Ok(())
-}
-
-/// NX / XX / GT / LT of the EXPIRE family.
-#[derive(Debug, Default, Clone, Copy)]
-struct Cond {
-    /// Only if the key has no TTL.
-    nx: bool,
-    /// Only if the key has a TTL.
-    xx: bool,
-    /// Only if the new TTL is greater (no TTL = infinite).
-    gt: bool,
-    /// Only if the new TTL is smaller.
-    lt: bool,
-}
-
-fn parse_cond(opts: &[Bytes]) -> Result<Cond, CmdError> {
-    let mut c = Cond::default();
-    for o in opts {
-        if is(o, "NX") {
-            c.nx = true;
-        } else if is(o, "XX") {
-            c.xx = true;
-        } else if is(o, "GT") {
-            c.gt = true;
-        } else if is(o, "LT") {
-            c.lt = true;
-        } else {
-            return Err(CmdError::Other(format!(
-                "ERR Unsupported option {}",
-                String::from_utf8_lossy(o)
-            )));
-        }
-    }
-    if c.nx && (c.xx || c.gt || c.lt) {
-        return Err(CmdError::Other(
-            "ERR NX and XX, GT or LT options at the same time are not compatible".into(),
-        ));
-    }
-    if c.gt && c.lt {
-        return Err(CmdError::Other(
-            "ERR GT and LT options at the same time are not compatible".into(),
-        ));
-    }
-    Ok(c)
-}
-
-impl Cond {
-    fn allows(self, current: Option<UnixMillis>, when: i64) -> bool {
-        let cur = current.map(|t| t.0 as i64);
-        !(self.nx && cur.is_some()
-            || self.xx && cur.is_none()
-            || self.gt && cur.is_none_or(|c| when <= c)
-            || self.lt && cur.is_some_and(|c| when >= c))
-    }
-}
-
-/// EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT: `secs` multiplies by 1000, `relative`
-/// adds now. Past deadlines delete the key (reply 1).
-fn expire_generic(
-    ctx: &DataCtx<'_>,
-    args: &[Bytes],
-    reply: &mut Reply<'_>,
-    secs: bool,
-    relative: bool,
-    cmd: &'static str,
-) -> CmdResult {
-    let mut when = int_arg(&args[2])?;
-    let cond = parse_cond(&args[3..])?;
-    if secs {
-        when = when.checked_mul(1000).ok_or(CmdError::InvalidExpire(cmd))?;
-    }
-    if relative {
-        when = when
-            .checked_add(ctx.now.0 as i64)
-            .ok_or(CmdError::InvalidExpire(cmd))?;
-    }
-    let n = ctx.store.update(&args[1], ctx.now, |e| match e {
-        None => (Mutation::Keep, 0),
-        Some(e) if !cond.allows(e.expires_at, when) => (Mutation::Keep, 0),
-        Some(_) if is_past(when, ctx.now) => (Mutation::Delete, 1),
-        Some(_) => (Mutation::SetExpiry(Some(UnixMillis(when as u64))), 1),
-    })?;
-    reply.int(n);
-    Ok(())
-}
-
-fn expire(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    expire_generic(ctx, args, reply, true, true, "expire")
-}
-
-fn pexpire(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    expire_generic(ctx, args, reply, false, true, "pexpire")
-}
-
-fn expireat(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    expire_generic(ctx, args, reply, true, false, "expireat")
-}
-
-fn pexpireat(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    expire_generic(ctx, args, reply, false, false, "pexpireat")
-}
-
-/// -2 for a missing key, -1 for no TTL, else `f(deadline ms)`.
-fn ttl_generic(
-    ctx: &DataCtx<'_>,
-    key: &[u8],
-    reply: &mut Reply<'_>,
-    f: impl Fn(i64) -> i64,
-) -> CmdResult {
-    let v = ctx.store.peek(key, ctx.now, |e| match e {
-        None => -2,
-        Some(e) => e.expires_at.map_or(-1, |t| f(t.0 as i64)),
-    });
-    reply.int(v);
-    Ok(())
-}
-
-fn ttl(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let now = ctx.now.0 as i64;
-    ttl_generic(ctx, &args[1], reply, |t| ((t - now).max(0) + 500) / 1000)
-}
-
-fn pttl(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let now = ctx.now.0 as i64;
-    ttl_generic(ctx, &args[1], reply, |t| (t - now).max(0))
-}
-
-fn expiretime(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    ttl_generic(ctx, &args[1], reply, |t| (t + 500) / 1000)
-}
-
-fn pexpiretime(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    ttl_generic(ctx, &args[1], reply, |t| t)
-}
-
-fn persist(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let n = ctx.store.update(&args[1], ctx.now, |e| match e {
-        Some(e) if e.expires_at.is_some() => (Mutation::SetExpiry(None), 1),
-        _ => (Mutation::Keep, 0),
-    })?;
-    reply.int(n);
     Ok(())
 }
 
@@ -583,44 +337,6 @@ fn flush(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expire_conditions_follow_redis() {
-        let none = Cond::default();
-        assert!(none.allows(None, 5));
-        let gt = Cond {
-            gt: true,
-            ..Cond::default()
-        };
-        assert!(!gt.allows(None, 5), "GT treats no TTL as infinite");
-        assert!(gt.allows(Some(UnixMillis(4)), 5));
-        assert!(!gt.allows(Some(UnixMillis(5)), 5));
-        let lt = Cond {
-            lt: true,
-            ..Cond::default()
-        };
-        assert!(lt.allows(None, 5));
-        assert!(!lt.allows(Some(UnixMillis(4)), 5));
-        let nx = Cond {
-            nx: true,
-            ..Cond::default()
-        };
-        assert!(!nx.allows(Some(UnixMillis(4)), 5));
-        let xx = Cond {
-            xx: true,
-            ..Cond::default()
-        };
-        assert!(!xx.allows(None, 5));
-    }
-
-    #[test]
-    fn incompatible_expire_options_are_refused() {
-        let nxgt = [Bytes::from("NX"), Bytes::from("GT")];
-        assert!(parse_cond(&nxgt).is_err());
-        let gtlt = [Bytes::from("gt"), Bytes::from("lt")];
-        assert!(parse_cond(&gtlt).is_err());
-        assert!(parse_cond(&[Bytes::from("foo")]).is_err());
-    }
 
     #[test]
     fn cursors_are_unsigned_decimals() {

@@ -23,8 +23,11 @@
 mod client;
 mod command;
 mod connection;
+mod counters;
 mod errors;
+mod expire;
 mod keys;
+mod ranges;
 mod server;
 mod shoal;
 mod strings;
@@ -174,6 +177,34 @@ impl CommandSpec {
     }
 }
 
+/// A data command's row of the table; `keys` is (first, last, step).
+#[allow(clippy::too_many_arguments)]
+pub(super) const fn data(
+    name: &'static str,
+    group: &'static str,
+    arity: i32,
+    flags: &'static [Flag],
+    keys: (i32, i32, i32),
+    acl: &'static [&'static str],
+    summary: &'static str,
+    since: &'static str,
+    f: DataFn,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        acl,
+        summary,
+        group,
+        since,
+        handler: Handler::Data(f),
+    }
+}
+
 /// The whole table and its name index.
 struct Table {
     /// Every command, in family order.
@@ -189,7 +220,10 @@ fn table() -> &'static Table {
             connection::COMMANDS,
             client::COMMANDS,
             strings::COMMANDS,
+            ranges::COMMANDS,
+            counters::COMMANDS,
             keys::COMMANDS,
+            expire::COMMANDS,
             server::COMMANDS,
             command::COMMANDS,
             shoal::COMMANDS,

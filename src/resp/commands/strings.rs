@@ -1,14 +1,12 @@
-//! String commands: GET, SET and friends, counters, ranges. All are data
-//! commands: pure functions of (store, now, args).
+//! String commands: GET, SET and its options, SETNX/SETEX/PSETEX, GETSET,
+//! GETDEL, GETEX, MGET, MSET, MSETNX. All are data commands: pure functions
+//! of (store, now, args). Shared helpers for expiry options live here too.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::{CmdError, CmdResult, CommandSpec, DataCtx, Flag, Handler, int_arg, is};
+use super::{CmdError, CmdResult, CommandSpec, DataCtx, Flag, data, int_arg, is};
 use crate::resp::reply::Reply;
 use crate::store::{EntryRef, Mutation, UnixMillis};
-
-/// Largest string a command may build (Redis's default proto-max-bulk-len).
-const MAX_STRING: usize = 512 * 1024 * 1024;
 
 const W: &[Flag] = &[Flag::Write, Flag::Denyoom];
 const WF: &[Flag] = &[Flag::Write, Flag::Denyoom, Flag::Fast];
@@ -16,39 +14,12 @@ const RF: &[Flag] = &[Flag::Readonly, Flag::Fast];
 const ACL_W: &[&str] = &["write", "string", "slow"];
 const ACL_WF: &[&str] = &["write", "string", "fast"];
 const ACL_RF: &[&str] = &["read", "string", "fast"];
-
-/// A row of this family's table (keys at 1..=last step `step`).
-#[allow(clippy::too_many_arguments)]
-const fn spec(
-    name: &'static str,
-    arity: i32,
-    flags: &'static [Flag],
-    keys: (i32, i32, i32),
-    acl: &'static [&'static str],
-    summary: &'static str,
-    since: &'static str,
-    f: super::DataFn,
-) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        step: keys.2,
-        acl,
-        summary,
-        group: "string",
-        since,
-        handler: Handler::Data(f),
-    }
-}
-
 const ONE: (i32, i32, i32) = (1, 1, 1);
 
 pub(super) const COMMANDS: &[CommandSpec] = &[
-    spec(
+    data(
         "get",
+        "string",
         2,
         RF,
         ONE,
@@ -57,8 +28,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         get,
     ),
-    spec(
+    data(
         "set",
+        "string",
         -3,
         W,
         ONE,
@@ -67,8 +39,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         set,
     ),
-    spec(
+    data(
         "setnx",
+        "string",
         3,
         WF,
         ONE,
@@ -77,8 +50,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         setnx,
     ),
-    spec(
+    data(
         "setex",
+        "string",
         4,
         W,
         ONE,
@@ -87,8 +61,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "2.0.0",
         setex,
     ),
-    spec(
+    data(
         "psetex",
+        "string",
         4,
         W,
         ONE,
@@ -97,8 +72,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "2.6.0",
         psetex,
     ),
-    spec(
+    data(
         "getset",
+        "string",
         3,
         WF,
         ONE,
@@ -107,8 +83,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         getset,
     ),
-    spec(
+    data(
         "getdel",
+        "string",
         2,
         &[Flag::Write, Flag::Fast],
         ONE,
@@ -117,8 +94,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "6.2.0",
         getdel,
     ),
-    spec(
+    data(
         "getex",
+        "string",
         -2,
         &[Flag::Write, Flag::Fast],
         ONE,
@@ -127,8 +105,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "6.2.0",
         getex,
     ),
-    spec(
+    data(
         "mget",
+        "string",
         -2,
         RF,
         (1, -1, 1),
@@ -137,8 +116,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.0",
         mget,
     ),
-    spec(
+    data(
         "mset",
+        "string",
         -3,
         W,
         (1, -1, 2),
@@ -147,8 +127,9 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "1.0.1",
         mset,
     ),
-    spec(
+    data(
         "msetnx",
+        "string",
         -3,
         W,
         (1, -1, 2),
@@ -156,96 +137,6 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
         "Atomically modifies the string values of one or more keys only when all keys don't exist.",
         "1.0.1",
         msetnx,
-    ),
-    spec(
-        "append",
-        3,
-        WF,
-        ONE,
-        ACL_WF,
-        "Appends a string to the value of a key. Creates the key if it doesn't exist.",
-        "2.0.0",
-        append,
-    ),
-    spec(
-        "strlen",
-        2,
-        RF,
-        ONE,
-        ACL_RF,
-        "Returns the length of a string value.",
-        "2.2.0",
-        strlen,
-    ),
-    spec(
-        "getrange",
-        4,
-        &[Flag::Readonly],
-        ONE,
-        &["read", "string", "slow"],
-        "Returns a substring of the string stored at a key.",
-        "2.4.0",
-        getrange,
-    ),
-    spec(
-        "setrange",
-        4,
-        W,
-        ONE,
-        ACL_W,
-        "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
-        "2.2.0",
-        setrange,
-    ),
-    spec(
-        "incr",
-        2,
-        WF,
-        ONE,
-        ACL_WF,
-        "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
-        "1.0.0",
-        incr,
-    ),
-    spec(
-        "decr",
-        2,
-        WF,
-        ONE,
-        ACL_WF,
-        "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
-        "1.0.0",
-        decr,
-    ),
-    spec(
-        "incrby",
-        3,
-        WF,
-        ONE,
-        ACL_WF,
-        "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
-        "1.0.0",
-        incrby,
-    ),
-    spec(
-        "decrby",
-        3,
-        WF,
-        ONE,
-        ACL_WF,
-        "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
-        "1.0.0",
-        decrby,
-    ),
-    spec(
-        "incrbyfloat",
-        3,
-        WF,
-        ONE,
-        ACL_WF,
-        "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
-        "2.6.0",
-        incrbyfloat,
     ),
 ];
 
@@ -567,225 +458,9 @@ fn msetnx(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult
     Ok(())
 }
 
-fn append(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let add = &args[2];
-    let len = ctx.store.update(&args[1], ctx.now, |e| match e {
-        None => (
-            Mutation::Set {
-                value: stored(add),
-                expires_at: None,
-            },
-            Ok(add.len()),
-        ),
-        Some(e) if e.value.len() + add.len() > MAX_STRING => {
-            (Mutation::Keep, Err(CmdError::TooLarge))
-        }
-        Some(e) => {
-            let mut v = BytesMut::with_capacity(e.value.len() + add.len());
-            v.extend_from_slice(e.value);
-            v.extend_from_slice(add);
-            let n = v.len();
-            (
-                Mutation::Set {
-                    value: v.freeze(),
-                    expires_at: e.expires_at,
-                },
-                Ok(n),
-            )
-        }
-    })??;
-    reply.int(len as i64);
-    Ok(())
-}
-
-fn strlen(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let n = ctx
-        .store
-        .read(&args[1], ctx.now, |e| e.map_or(0, |e| e.value.len()));
-    reply.int(n as i64);
-    Ok(())
-}
-
-/// The byte range GETRANGE returns, with Redis's index rules.
-fn range(len: usize, mut start: i64, mut end: i64) -> Option<(usize, usize)> {
-    let len = len as i64;
-    if start < 0 && end < 0 && start > end {
-        return None;
-    }
-    if start < 0 {
-        start += len;
-    }
-    if end < 0 {
-        end += len;
-    }
-    start = start.max(0);
-    end = end.max(0);
-    if end >= len {
-        end = len - 1;
-    }
-    if len == 0 || start > end {
-        return None;
-    }
-    Some((start as usize, end as usize + 1))
-}
-
-fn getrange(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let start = int_arg(&args[2])?;
-    let end = int_arg(&args[3])?;
-    ctx.store.read(&args[1], ctx.now, |e| {
-        let v = e.map_or(&[][..], |e| e.value);
-        match range(v.len(), start, end) {
-            Some((a, b)) => reply.bulk(&v[a..b]),
-            None => reply.bulk(b""),
-        }
-    });
-    Ok(())
-}
-
-fn setrange(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let offset = int_arg(&args[2])?;
-    if offset < 0 {
-        return Err(CmdError::OffsetOutOfRange);
-    }
-    let offset = offset as usize;
-    let patch = &args[3];
-    if !patch.is_empty() && offset.saturating_add(patch.len()) > MAX_STRING {
-        return Err(CmdError::TooLarge);
-    }
-    let len = ctx.store.update(&args[1], ctx.now, |e| {
-        let cur = e.map_or(&[][..], |e| e.value);
-        if patch.is_empty() {
-            return (Mutation::Keep, cur.len());
-        }
-        let mut v = BytesMut::with_capacity(cur.len().max(offset + patch.len()));
-        v.extend_from_slice(cur);
-        if v.len() < offset + patch.len() {
-            v.resize(offset + patch.len(), 0);
-        }
-        v[offset..offset + patch.len()].copy_from_slice(patch);
-        let n = v.len();
-        let expires_at = e.and_then(|e| e.expires_at);
-        (
-            Mutation::Set {
-                value: v.freeze(),
-                expires_at,
-            },
-            n,
-        )
-    })?;
-    reply.int(len as i64);
-    Ok(())
-}
-
-/// Add `by` to the integer at `key` (0 if absent), keeping its TTL.
-fn add(ctx: &DataCtx<'_>, key: &[u8], by: i64, reply: &mut Reply<'_>) -> CmdResult {
-    let n = ctx.store.update(key, ctx.now, |e| {
-        let cur = match e {
-            None => 0,
-            Some(e) => match crate::resp::codec::parse_i64(e.value) {
-                Some(n) => n,
-                None => return (Mutation::Keep, Err(CmdError::NotInteger)),
-            },
-        };
-        match cur.checked_add(by) {
-            None => (Mutation::Keep, Err(CmdError::Overflow)),
-            Some(n) => {
-                let value = Bytes::from(n.to_string());
-                let expires_at = e.and_then(|e| e.expires_at);
-                (Mutation::Set { value, expires_at }, Ok(n))
-            }
-        }
-    })??;
-    reply.int(n);
-    Ok(())
-}
-
-fn incr(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    add(ctx, &args[1], 1, reply)
-}
-
-fn decr(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    add(ctx, &args[1], -1, reply)
-}
-
-fn incrby(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    add(ctx, &args[1], int_arg(&args[2])?, reply)
-}
-
-fn decrby(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let by = int_arg(&args[2])?;
-    let neg = by.checked_neg().ok_or(CmdError::DecrementOverflow)?;
-    add(ctx, &args[1], neg, reply)
-}
-
-/// Parse a float like Redis's `string2ld`: no spaces, no NaN, no overflow.
-pub(super) fn parse_float(s: &[u8]) -> Option<f64> {
-    if s.is_empty() || s.len() > 5 * 1024 {
-        return None;
-    }
-    let text = std::str::from_utf8(s).ok()?;
-    let v: f64 = text.parse().ok()?;
-    if v.is_nan() {
-        return None;
-    }
-    if v.is_infinite() && !text.to_ascii_lowercase().contains("inf") {
-        return None;
-    }
-    Some(v)
-}
-
-fn incrbyfloat(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
-    let by = parse_float(&args[2]).ok_or(CmdError::NotFloat)?;
-    let text = ctx.store.update(&args[1], ctx.now, |e| {
-        let cur = match e {
-            None => 0.0,
-            Some(e) => match parse_float(e.value) {
-                Some(v) => v,
-                None => return (Mutation::Keep, Err(CmdError::NotFloat)),
-            },
-        };
-        let v = cur + by;
-        if !v.is_finite() {
-            return (Mutation::Keep, Err(CmdError::NanOrInfinity));
-        }
-        let value = Bytes::from(format!("{v}"));
-        let expires_at = e.and_then(|e| e.expires_at);
-        (
-            Mutation::Set {
-                value: value.clone(),
-                expires_at,
-            },
-            Ok(value),
-        )
-    })??;
-    reply.bulk(&text);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn getrange_follows_redis_index_rules() {
-        assert_eq!(range(5, 0, -1), Some((0, 5)));
-        assert_eq!(range(5, -3, -1), Some((2, 5)));
-        assert_eq!(range(5, 3, 1), None);
-        assert_eq!(range(5, -1, -3), None);
-        assert_eq!(range(5, 0, 100), Some((0, 5)));
-        assert_eq!(range(0, 0, -1), None);
-        assert_eq!(range(5, -100, 1), Some((0, 2)));
-    }
-
-    #[test]
-    fn floats_parse_like_string2ld() {
-        assert_eq!(parse_float(b"1.5"), Some(1.5));
-        assert_eq!(parse_float(b"5e3"), Some(5000.0));
-        assert_eq!(parse_float(b" 1"), None);
-        assert_eq!(parse_float(b"nan"), None);
-        assert_eq!(parse_float(b"1e400"), None);
-        assert_eq!(parse_float(b"abc"), None);
-    }
 
     #[test]
     fn expire_deadlines_refuse_non_positive_and_overflowing_values() {
