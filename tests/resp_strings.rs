@@ -240,6 +240,13 @@ async fn getex_changes_or_removes_the_ttl() {
         "v"
     );
     assert_eq!(run::<i64>(&mut c, &["TTL", "k"]).await.unwrap(), 60);
+    // Like Redis, the expire time is checked only for an existing key.
+    assert_eq!(
+        run::<Option<String>>(&mut c, &["GETEX", "missing", "EX", "0"])
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(
         run::<Option<String>>(&mut c, &["GETEX", "missing", "EX", "5"])
             .await

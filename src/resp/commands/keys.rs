@@ -242,13 +242,20 @@ fn renamenx(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResu
     Ok(())
 }
 
-/// A SCAN cursor: an unsigned decimal.
+/// A SCAN cursor: a decimal, parsed like C's `strtoul` (a negative value
+/// wraps, as Redis accepts `SCAN -1`).
 fn parse_cursor(arg: &[u8]) -> Result<u64, CmdError> {
-    std::str::from_utf8(arg)
+    let text = std::str::from_utf8(arg)
         .ok()
         .filter(|s| !s.starts_with('+'))
-        .and_then(|s| s.parse().ok())
-        .ok_or(CmdError::InvalidCursor)
+        .ok_or(CmdError::InvalidCursor)?;
+    match text.parse::<u64>() {
+        Ok(c) => Ok(c),
+        Err(_) => text
+            .parse::<i64>()
+            .map(|c| c as u64)
+            .map_err(|_| CmdError::InvalidCursor),
+    }
 }
 
 fn scan(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
@@ -342,7 +349,7 @@ mod tests {
     fn cursors_are_unsigned_decimals() {
         assert_eq!(parse_cursor(b"0"), Ok(0));
         assert_eq!(parse_cursor(b"18446744073709551615"), Ok(u64::MAX));
-        assert!(parse_cursor(b"-1").is_err());
+        assert_eq!(parse_cursor(b"-1"), Ok(u64::MAX));
         assert!(parse_cursor(b"x").is_err());
     }
 }

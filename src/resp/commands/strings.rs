@@ -384,8 +384,9 @@ enum GetexOp {
     Keep,
     /// PERSIST.
     Persist,
-    /// An absolute deadline in ms.
-    At(i64),
+    /// An absolute deadline in ms, or why the option is invalid (reported
+    /// only when the key exists, as Redis checks after the lookup).
+    At(Result<i64, CmdError>),
 }
 
 fn getex(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
@@ -393,24 +394,25 @@ fn getex(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult 
         [] => GetexOp::Keep,
         [p] if is(p, "PERSIST") => GetexOp::Persist,
         [u, raw] => match Unit::parse(u) {
-            Some(unit) => GetexOp::At(deadline(ctx.now, unit, raw, "getex")?),
+            Some(unit) => GetexOp::At(deadline(ctx.now, unit, raw, "getex")),
             None => return Err(CmdError::Syntax),
         },
         _ => return Err(CmdError::Syntax),
     };
     let old = ctx.store.update(&args[1], ctx.now, |e| {
         let Some(entry) = e else {
-            return (Mutation::Keep, None);
+            return (Mutation::Keep, Ok(None));
         };
         let m = match op {
             GetexOp::Keep => Mutation::Keep,
             GetexOp::Persist if entry.expires_at.is_some() => Mutation::SetExpiry(None),
             GetexOp::Persist => Mutation::Keep,
-            GetexOp::At(t) if is_past(t, ctx.now) => Mutation::Delete,
-            GetexOp::At(t) => Mutation::SetExpiry(Some(UnixMillis(t as u64))),
+            GetexOp::At(Err(err)) => return (Mutation::Keep, Err(err)),
+            GetexOp::At(Ok(t)) if is_past(t, ctx.now) => Mutation::Delete,
+            GetexOp::At(Ok(t)) => Mutation::SetExpiry(Some(UnixMillis(t as u64))),
         };
-        (m, copy_of(e))
-    })?;
+        (m, Ok(copy_of(e)))
+    })??;
     bulk_or_null(reply, old);
     Ok(())
 }
