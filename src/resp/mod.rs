@@ -15,6 +15,18 @@
 //! (lookup, arity, auth) -> handler writes into a [`reply::Reply`] -> after
 //! the batch, one write of every reply.
 //!
+//! # Differences from Redis (checked byte for byte against redis-server 7.0.15)
+//! - One database: `SELECT 0` only; other types' commands (LPUSH, HSET ...)
+//!   are unknown commands.
+//! - HELLO reports `version` [`REDIS_COMPAT_VERSION`] (INFO adds
+//!   `shoal_version`); CLIENT SETINFO (7.2) is supported.
+//! - INCRBYFLOAT computes in `f64` and prints the shortest exact form
+//!   (`-498.4` where Redis's `long double` prints `-498.39999999999999999`).
+//! - Multi-key writes (MSET, MSETNX, RENAME across partitions) are applied
+//!   key by key, not atomically: each key is atomic in its partition.
+//! - The multibulk count limit is `proto-max-multibulk-len` (default 1M).
+//! - `avg_ttl` in INFO keyspace is always 0.
+//!
 //! # What this module must not do
 //! Know where keys live beyond the local [`Store`](crate::store::Store):
 //! routing to owners belongs to `cluster`.
