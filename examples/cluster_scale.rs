@@ -1,0 +1,640 @@
+//! Cluster convergence and scale figures (issue #3, "Benchmarks"), in one
+//! process, on real QUIC + mutual TLS over loopback (ports 0, a throw-away
+//! CA in a temporary directory), with the default configuration.
+//!
+//! 1. **Kill**: N nodes join through one seed; once every node has the same
+//!    ring, one node is killed abruptly (no `leave`, no QUIC close frames;
+//!    see below) and we time how long until every survivor has the same ring
+//!    without it. Median of `--runs` runs at each N of `--kill-sizes`.
+//! 2. **Scale**: N nodes (each of `--scale-sizes`) start through one seed;
+//!    time until every node has the same ring of N members; gossip traffic
+//!    per node per second once quiet (transport payload counters over
+//!    `--quiet-secs`, plus process CPU); and at N = `--scale-kill`, time
+//!    until all survivors agree after one node is killed.
+//!
+//! # How a node is killed in-process
+//! Every node runs on its own single-threaded tokio runtime on its own OS
+//! thread. Killing a node drops that runtime: every task of the node,
+//! quinn's endpoint and connection drivers included, is dropped on the spot.
+//! Nothing is sent: no `leave`, no CONNECTION_CLOSE (the harness keeps the
+//! node's handle, so the endpoint is not even closed; its UDP socket stays
+//! bound and unread until the run ends). To peers this is a `kill -9`.
+//!
+//! # Usage
+//! ```text
+//! cargo run --release --example cluster_scale                  # full run (~10 min)
+//! cargo run --release --example cluster_scale -- --quick       # N=3,5 x 3 runs; scale 10,30
+//! cargo run --release --example cluster_scale -- --kill-sizes 3 --runs 5 --scale-sizes 10,30,100
+//! ```
+//! Sizes are limited by this machine: 100 nodes on 2 cores is 100 runtimes
+//! and 100 QUIC endpoints sharing two CPUs; the figures say what the box
+//! managed, with its load average.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use shoal::certs;
+use shoal::config::Config;
+use shoal::node::Node;
+use shoal::transport::quic::StatsSnapshot;
+use tokio::sync::oneshot;
+
+/// Loopback.
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// How often the harness looks at every node's ring.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Flags.
+#[derive(Parser, Debug)]
+#[command(about = "Shoal cluster convergence and scale figures (in-process, real QUIC + mTLS)")]
+struct Args {
+    /// Cluster sizes of the kill experiment (comma-separated; empty skips it).
+    #[arg(long, value_delimiter = ',', default_values_t = [3usize, 5, 10])]
+    kill_sizes: Vec<usize>,
+    /// Runs per kill size (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Cluster sizes of the scale experiment (comma-separated; empty skips it).
+    #[arg(long, value_delimiter = ',', default_values_t = [10usize, 30, 100])]
+    scale_sizes: Vec<usize>,
+    /// Scale size at which one node is also killed (0: none).
+    #[arg(long, default_value_t = 30)]
+    scale_kill: usize,
+    /// Seconds of quiet traffic measured per scale size.
+    #[arg(long, default_value_t = 10)]
+    quiet_secs: u64,
+    /// Give up on a convergence after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    limit_secs: u64,
+    /// Smaller run: kill sizes 3,5 with 3 runs; scale 10,30 with 5 s quiet.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// How a hosted node stops.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// `Node::shutdown`: leave, drain, close.
+    Graceful,
+    /// Drop its runtime: nothing is sent to anyone.
+    Kill,
+}
+
+/// One node on its own runtime and thread.
+struct Hosted {
+    /// Its name (`node-i`).
+    name: String,
+    /// A handle for reading its ring and counters.
+    node: Node,
+    /// Tells the node's thread how to stop.
+    stop: Option<oneshot::Sender<Stop>>,
+    /// The node's thread.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Hosted {
+    /// Start `name` on a new thread and runtime; returns once it listens.
+    fn start(dir: &Path, name: &str, seed: Option<SocketAddr>) -> Result<Hosted, String> {
+        let cfg = Config {
+            listen: SocketAddr::new(LOCAL, 0),
+            gossip: Some(SocketAddr::new(LOCAL, 0)),
+            seed: seed.map(|s| vec![s.to_string()]).unwrap_or_default(),
+            name: Some(name.to_string()),
+            certs: Some(PathBuf::from(dir)),
+            log_level: "warn".into(),
+            ..Config::default()
+        };
+        let (ready_tx, ready_rx) = std_mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || host(cfg, ready_tx, stop_rx))
+            .map_err(|e| format!("cannot spawn a thread: {e}"))?;
+        let node = ready_rx
+            .recv()
+            .map_err(|_| format!("{name}: thread ended before the node started"))??;
+        Ok(Hosted {
+            name: name.to_string(),
+            node,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Ask the node to stop (does not wait).
+    fn signal(&mut self, how: Stop) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(how);
+        }
+    }
+
+    /// Wait for the node's thread to end.
+    fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Active ring members in this node's view.
+    fn members(&self) -> Vec<String> {
+        self.node
+            .cluster_state()
+            .map(|s| {
+                s.active_members()
+                    .iter()
+                    .map(|n| n.as_str().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The ring digest in this node's view.
+    fn digest(&self) -> u64 {
+        self.node.cluster_state().map_or(0, |s| s.digest().0)
+    }
+
+    /// Transport counters.
+    fn stats(&self) -> StatsSnapshot {
+        self.node
+            .transport()
+            .map(|t| t.stats().snapshot())
+            .unwrap_or_default()
+    }
+}
+
+/// The body of a node's thread: start, report, wait for the stop order.
+/// On [`Stop::Kill`] the runtime is dropped with every task still in it.
+fn host(cfg: Config, ready: std_mpsc::Sender<Result<Node, String>>, stop: oneshot::Receiver<Stop>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("runtime: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let node = match Node::start(cfg).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = ready.send(Err(format!("node start: {e}")));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(node.clone()));
+        match stop.await {
+            Ok(Stop::Kill) => {}
+            Ok(Stop::Graceful) | Err(_) => node.shutdown().await,
+        }
+    });
+    drop(rt);
+}
+
+/// A throw-away CA with certificates for `node-1..=n`.
+struct Pki {
+    /// Removed on drop.
+    dir: tempfile::TempDir,
+    /// How many node certificates exist.
+    issued: usize,
+}
+
+impl Pki {
+    fn new() -> Result<Pki, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        certs::init_ca(dir.path(), "shoal", false).map_err(|e| format!("CA: {e}"))?;
+        Ok(Pki { dir, issued: 0 })
+    }
+
+    /// Make sure `node-1..=n` have certificates.
+    fn ensure(&mut self, n: usize) -> Result<(), String> {
+        for i in self.issued + 1..=n {
+            certs::issue_node(self.dir.path(), &format!("node-{i}"), &[LOCAL], &[], 2)
+                .map_err(|e| format!("issue node-{i}: {e}"))?;
+        }
+        self.issued = self.issued.max(n);
+        Ok(())
+    }
+}
+
+/// A running cluster of hosted nodes.
+struct Cluster {
+    /// Every node ever started in it, killed ones included.
+    nodes: Vec<Hosted>,
+    /// Indices of killed nodes.
+    dead: BTreeSet<usize>,
+}
+
+impl Cluster {
+    /// Start `n` nodes, node-1 first, the others seeded by it.
+    fn start(pki: &mut Pki, n: usize) -> Result<Cluster, String> {
+        pki.ensure(n)?;
+        let mut nodes: Vec<Hosted> = Vec::with_capacity(n);
+        for i in 1..=n {
+            let seed = nodes.first().and_then(|h| h.node.gossip_addr());
+            nodes.push(Hosted::start(pki.dir.path(), &format!("node-{i}"), seed)?);
+        }
+        Ok(Cluster {
+            nodes,
+            dead: BTreeSet::new(),
+        })
+    }
+
+    /// Live nodes.
+    fn live(&self) -> impl Iterator<Item = &Hosted> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.dead.contains(i))
+            .map(|(_, h)| h)
+    }
+
+    /// Names of the live nodes, sorted.
+    fn live_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.live().map(|h| h.name.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Wait until every live node's ring has exactly the live members and
+    /// the same digest. Returns the time from `since` until then, and for
+    /// each live node the time from `since` when its own ring first had
+    /// exactly the live members (the tail). `None` after `limit`.
+    fn wait_agreement(&self, since: Instant, limit: Duration) -> Option<(Duration, Vec<Duration>)> {
+        let want = self.live_names();
+        let live: Vec<&Hosted> = self.live().collect();
+        let mut first: Vec<Option<Duration>> = vec![None; live.len()];
+        loop {
+            let now = since.elapsed();
+            let mut all = true;
+            for (i, h) in live.iter().enumerate() {
+                let ok = h.members() == want;
+                if ok && first[i].is_none() {
+                    first[i] = Some(now);
+                }
+                all &= ok;
+            }
+            if all {
+                let d0 = live.first().map(|h| h.digest());
+                if live.iter().all(|h| Some(h.digest()) == d0) {
+                    let tail = first.iter().map(|d| d.unwrap_or(now)).collect();
+                    return Some((now, tail));
+                }
+            }
+            if now > limit {
+                return None;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Kill node `idx` abruptly; the instant it was killed.
+    fn kill(&mut self, idx: usize) -> Instant {
+        let at = Instant::now();
+        if let Some(h) = self.nodes.get_mut(idx) {
+            h.signal(Stop::Kill);
+            h.join();
+        }
+        self.dead.insert(idx);
+        at
+    }
+
+    /// Stop every live node gracefully, in parallel; drop the killed ones.
+    fn stop(mut self) {
+        for (i, h) in self.nodes.iter_mut().enumerate() {
+            if !self.dead.contains(&i) {
+                h.signal(Stop::Graceful);
+            }
+        }
+        for h in &mut self.nodes {
+            h.join();
+        }
+    }
+}
+
+/// Median of durations (sorted copy).
+fn median(xs: &[Duration]) -> Duration {
+    let mut v = xs.to_vec();
+    v.sort();
+    match v.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2,
+    }
+}
+
+/// Seconds with two decimals.
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+/// The 1/5/15-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// One kill run's figures.
+struct KillRun {
+    /// Kill to every survivor agreeing.
+    all: Duration,
+    /// Kill to the first survivor excluding the victim.
+    first: Duration,
+    /// Kill to the median survivor excluding it.
+    mid: Duration,
+}
+
+/// Kill one node of an agreed cluster and time the survivors' agreement.
+fn kill_and_time(c: &mut Cluster, victim: usize, limit: Duration) -> Result<KillRun, String> {
+    let name = c
+        .nodes
+        .get(victim)
+        .map(|h| h.name.clone())
+        .unwrap_or_default();
+    let at = c.kill(victim);
+    let (all, tail) = c
+        .wait_agreement(at, limit)
+        .ok_or_else(|| format!("survivors did not agree without {name} within {limit:?}"))?;
+    let first = tail.iter().min().copied().unwrap_or(all);
+    Ok(KillRun {
+        all,
+        first,
+        mid: median(&tail),
+    })
+}
+
+/// Part 1: kill to agreement at each size, `runs` times.
+fn kill_experiment(args: &Args, limit: Duration) -> Result<(), String> {
+    if args.kill_sizes.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "== kill: one node dropped abruptly from an agreed cluster; time until every survivor \
+         has the same ring without it (load {})",
+        loadavg()
+    );
+    let mut pki = Pki::new()?;
+    let mut rows = Vec::new();
+    for &n in &args.kill_sizes {
+        if n < 2 {
+            continue;
+        }
+        let mut runs = Vec::new();
+        for run in 0..args.runs {
+            let mut c = Cluster::start(&mut pki, n)?;
+            let started = Instant::now();
+            c.wait_agreement(started, limit)
+                .ok_or_else(|| format!("{n} nodes did not form one ring within {limit:?}"))?;
+            // Let join gossip die down before the kill.
+            std::thread::sleep(Duration::from_secs(2));
+            // Vary the victim; the seed is a victim like any other once
+            // everyone has joined.
+            let victim = (run * 3 + n - 1) % n;
+            let r = kill_and_time(&mut c, victim, limit);
+            c.stop();
+            let r = r?;
+            println!(
+                "  N={n:<3} run {}: killed node-{}: first survivor {} s, median survivor {} s, \
+                 all agree {} s",
+                run + 1,
+                victim + 1,
+                secs(r.first),
+                secs(r.mid),
+                secs(r.all)
+            );
+            runs.push(r);
+        }
+        rows.push((n, runs));
+    }
+    println!();
+    println!(
+        "{:>4} {:>5} {:>14} {:>10} {:>10} {:>22}",
+        "N", "runs", "median all s", "min s", "max s", "median first/mid s"
+    );
+    for (n, runs) in &rows {
+        let all: Vec<Duration> = runs.iter().map(|r| r.all).collect();
+        let first: Vec<Duration> = runs.iter().map(|r| r.first).collect();
+        let mid: Vec<Duration> = runs.iter().map(|r| r.mid).collect();
+        println!(
+            "{:>4} {:>5} {:>14} {:>10} {:>10} {:>22}",
+            n,
+            runs.len(),
+            secs(median(&all)),
+            secs(all.iter().min().copied().unwrap_or_default()),
+            secs(all.iter().max().copied().unwrap_or_default()),
+            format!("{}/{}", secs(median(&first)), secs(median(&mid)))
+        );
+    }
+    println!("(load {})", loadavg());
+    println!();
+    Ok(())
+}
+
+/// Part 2 figures for one size.
+struct ScaleRow {
+    /// Nodes.
+    n: usize,
+    /// Starting all N nodes (binding, TLS setup; not the joining).
+    start: Duration,
+    /// First start to every node agreeing on N members.
+    formed: Duration,
+    /// Last start to every node agreeing.
+    after_last: Duration,
+    /// Payload bytes sent per node per second, quiet (mean).
+    bytes_out: f64,
+    /// Max over nodes of the same.
+    bytes_out_max: f64,
+    /// Datagrams sent per node per second, quiet (mean).
+    dgrams_out: f64,
+    /// Requests (push-pull syncs) sent per node per second, quiet.
+    requests_out: f64,
+    /// Process CPU per node while quiet, percent of one core.
+    cpu_pct: f64,
+    /// Whether every node still agreed at the end of the quiet period.
+    stable: bool,
+    /// Kill at this size: time until all survivors agreed, first, median.
+    kill: Option<KillRun>,
+}
+
+/// Part 2 at one size.
+fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String> {
+    let mut pki = Pki::new()?;
+    pki.ensure(n)?;
+    let t0 = Instant::now();
+    let mut c = Cluster::start(&mut pki, n)?;
+    let start = t0.elapsed();
+    let Some((formed, tail)) = c.wait_agreement(t0, limit) else {
+        let counts: Vec<usize> = c.live().map(|h| h.members().len()).collect();
+        c.stop();
+        return Err(format!(
+            "{n} nodes did not agree within {limit:?}; members seen per node: {counts:?}"
+        ));
+    };
+    println!(
+        "  N={n:<3}: started in {} s; every node agreed {} s after the first start \
+         ({} s after the last); per-node first-full-view median {} s",
+        secs(start),
+        secs(formed),
+        secs(formed.saturating_sub(start)),
+        secs(median(&tail))
+    );
+    // Let the join broadcasts run out before measuring the quiet rate.
+    std::thread::sleep(Duration::from_secs(3));
+    let before: Vec<StatsSnapshot> = c.live().map(Hosted::stats).collect();
+    let cpu0 = cpu_time();
+    let q0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(args.quiet_secs));
+    let q = q0.elapsed().as_secs_f64();
+    let cpu1 = cpu_time();
+    let after: Vec<StatsSnapshot> = c.live().map(Hosted::stats).collect();
+    let want = c.live_names();
+    let stable = c.live().all(|h| h.members() == want);
+    let per = |f: fn(&StatsSnapshot) -> u64| -> Vec<f64> {
+        before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| f(a).saturating_sub(f(b)) as f64 / q)
+            .collect()
+    };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let bytes = per(|s| s.bytes_out);
+    let cpu_pct = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64() / q / n as f64 * 100.0,
+        _ => f64::NAN,
+    };
+    let mut row = ScaleRow {
+        n,
+        start,
+        formed,
+        after_last: formed.saturating_sub(start),
+        bytes_out: mean(&bytes),
+        bytes_out_max: bytes.iter().copied().fold(0.0, f64::max),
+        dgrams_out: mean(&per(|s| s.datagrams_out)),
+        requests_out: mean(&per(|s| s.requests_out + s.requests_failed)),
+        cpu_pct,
+        stable,
+        kill: None,
+    };
+    println!(
+        "  N={n:<3}: quiet {:.0} s: {:.0} B/s sent per node (max {:.0}), {:.1} datagrams/s, \
+         {:.2} requests/s, CPU {:.1}% of a core per node; view stable: {}",
+        q, row.bytes_out, row.bytes_out_max, row.dgrams_out, row.requests_out, row.cpu_pct, stable
+    );
+    if n == args.scale_kill && n >= 2 {
+        // Not the seed, not the newest: a node in the middle.
+        let victim = n / 2;
+        let r = kill_and_time(&mut c, victim, limit);
+        match &r {
+            Ok(k) => println!(
+                "  N={n:<3}: killed node-{}: first survivor {} s, median survivor {} s, all agree {} s",
+                victim + 1,
+                secs(k.first),
+                secs(k.mid),
+                secs(k.all)
+            ),
+            Err(e) => println!("  N={n:<3}: kill: {e}"),
+        }
+        row.kill = r.ok();
+    }
+    c.stop();
+    Ok(row)
+}
+
+/// Part 2: every scale size, then a table.
+fn scale_experiment(args: &Args, limit: Duration) -> Result<(), String> {
+    if args.scale_sizes.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "== scale: N nodes start through one seed (load {})",
+        loadavg()
+    );
+    let mut rows = Vec::new();
+    for &n in &args.scale_sizes {
+        match scale_one(args, n, limit) {
+            Ok(r) => rows.push(r),
+            Err(e) => println!("  N={n}: {e}"),
+        }
+    }
+    println!();
+    println!(
+        "{:>4} {:>8} {:>9} {:>11} {:>12} {:>10} {:>9} {:>7} {:>7} {:>18}",
+        "N",
+        "start s",
+        "agree s",
+        "after last",
+        "B/s/node",
+        "max B/s",
+        "dgram/s",
+        "CPU %",
+        "stable",
+        "kill all/mid s"
+    );
+    for r in &rows {
+        let kill = r.kill.as_ref().map_or("-".to_string(), |k| {
+            format!("{}/{}", secs(k.all), secs(k.mid))
+        });
+        println!(
+            "{:>4} {:>8} {:>9} {:>11} {:>12.0} {:>10.0} {:>9.1} {:>7.1} {:>7} {:>18}",
+            r.n,
+            secs(r.start),
+            secs(r.formed),
+            secs(r.after_last),
+            r.bytes_out,
+            r.bytes_out_max,
+            r.dgrams_out,
+            r.cpu_pct,
+            r.stable,
+            kill
+        );
+    }
+    println!(
+        "(B/s = transport payload bytes sent per node per second, gossip datagrams and push-pull \
+         frames, QUIC/UDP headers and keep-alives not counted; CPU = process CPU / N; load {})",
+        loadavg()
+    );
+    Ok(())
+}
+
+fn main() {
+    let mut args = Args::parse();
+    if args.quick {
+        args.kill_sizes = vec![3, 5];
+        args.runs = 3;
+        args.scale_sizes = vec![10, 30];
+        args.quiet_secs = 5;
+    }
+    let limit = Duration::from_secs(args.limit_secs);
+    println!(
+        "cores: {}; load average at start: {}; args: {args:?}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg()
+    );
+    let t = Instant::now();
+    let result = kill_experiment(&args, limit).and_then(|()| scale_experiment(&args, limit));
+    println!("total {} s", secs(t.elapsed()));
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
