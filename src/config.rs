@@ -167,6 +167,14 @@ impl Config {
                 reason: "must be 1 to 64 characters".into(),
             });
         }
+        if self.is_cluster() && self.gossip_addr().ip().is_unspecified() {
+            return Err(ConfigError::Invalid {
+                name: "gossip",
+                reason: "must be an address peers can reach (not 0.0.0.0 or ::): it is the \
+                         address this node announces and peers check it against the packets' source"
+                    .into(),
+            });
+        }
         if self.is_cluster() && self.tls_paths().is_none() {
             return Err(ConfigError::Invalid {
                 name: "certs",

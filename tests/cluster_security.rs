@@ -252,3 +252,27 @@ async fn peer_speaking_the_wrong_alpn_is_refused_at_the_handshake() {
     ep.close(0u32.into(), b"done");
     stop(nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_claiming_a_members_gossip_address_is_refused() {
+    init_tracing();
+    let pki = Pki::new("shoal");
+    let (nodes, digest) = start_pair(&pki).await;
+    let seed = nodes[0].gossip_addr().expect("gossip address");
+    let node2_addr = nodes[1].gossip_addr().expect("gossip address");
+    let before = read(&membership_stats(&nodes[0]).rejected_sender);
+
+    // A valid cluster certificate for node-y, under its own name, but
+    // announcing node-2's gossip address: were it admitted, it would take
+    // node-2's place in node-1's view (members are keyed by address).
+    let impostor =
+        Impostor::start_claiming(pki.tls("node-y"), "node-y", "shoal", seed, Some(node2_addr));
+
+    wait_membership_refusals(&nodes[0], "sender refusals at node-1", before, |m| {
+        read(&m.rejected_sender)
+    })
+    .await;
+    assert_cluster_unchanged(&nodes, digest, &["node-y"]);
+    impostor.stop().await;
+    stop(nodes).await;
+}

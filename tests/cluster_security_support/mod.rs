@@ -357,6 +357,18 @@ impl Impostor {
     /// task of cluster `cluster` claiming the name `claimed`, announcing to
     /// `seed`. P and R are the node defaults, so only the name is wrong.
     pub fn start(tls: NodeTls, claimed: &str, cluster: &str, seed: SocketAddr) -> Impostor {
+        Self::start_claiming(tls, claimed, cluster, seed, None)
+    }
+
+    /// Like [`start`](Self::start), but gossiping `claimed_addr` (when
+    /// given) as its address instead of the one it sends from.
+    pub fn start_claiming(
+        tls: NodeTls,
+        claimed: &str,
+        cluster: &str,
+        seed: SocketAddr,
+        claimed_addr: Option<SocketAddr>,
+    ) -> Impostor {
         let any = SocketAddr::new(LOCAL, 0);
         let (transport, mut incoming) =
             QuicTransport::bind(QuicConfig::new(any, tls)).expect("bind impostor");
@@ -379,7 +391,7 @@ impl Impostor {
         });
         let defaults = Config::default();
         let cluster = ClusterId::new(cluster);
-        let addr = transport.local_addr();
+        let addr = claimed_addr.unwrap_or_else(|| transport.local_addr());
         let mut meta = NodeMeta::new(
             cluster.clone(),
             addr,

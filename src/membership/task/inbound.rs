@@ -60,6 +60,12 @@ impl MembershipTask {
             let detail = format!("claims to be {}", src.name);
             return self.reject(Rejection::Sender, d, &detail);
         }
+        if !same_addr(src.addr, d.addr) {
+            // A certificate proves a name, not an address: a member that
+            // claimed another's address would take its place in every view.
+            let detail = format!("claims address {} but sends from {}", src.addr, d.addr);
+            return self.reject(Rejection::Sender, d, &detail);
+        }
         if src.cluster != self.cfg.cluster {
             let detail = format!("identity of cluster {}", src.cluster);
             return self.reject(Rejection::Cluster, d, &detail);
@@ -76,8 +82,11 @@ impl MembershipTask {
             Ok(m) => m,
             Err(e) => return self.reject(Rejection::Sync, d, &e),
         };
-        if msg.sender.name != d.from {
-            let detail = format!("sync claims to be {}", msg.sender.name);
+        if msg.sender.name != d.from || !same_addr(msg.sender.addr, d.addr) {
+            let detail = format!(
+                "sync claims to be {} at {}",
+                msg.sender.name, msg.sender.addr
+            );
             return self.reject(Rejection::Sender, d, &detail);
         }
         let cluster = self.cfg.cluster.clone();
@@ -157,4 +166,10 @@ impl MembershipTask {
             self.stats.sync_sent.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Whether a claimed gossip address is the one a packet came from
+/// (IPv4-mapped IPv6 addresses compare equal to their IPv4 form).
+fn same_addr(claimed: std::net::SocketAddr, seen: std::net::SocketAddr) -> bool {
+    claimed.port() == seen.port() && claimed.ip().to_canonical() == seen.ip().to_canonical()
 }
