@@ -54,13 +54,13 @@ const POLL: Duration = Duration::from_millis(10);
 #[derive(Parser, Debug)]
 #[command(about = "Shoal cluster convergence and scale figures (in-process, real QUIC + mTLS)")]
 struct Args {
-    /// Cluster sizes of the kill experiment (comma-separated; empty skips it).
+    /// Cluster sizes of the kill experiment (comma-separated; 0 skips it).
     #[arg(long, value_delimiter = ',', default_values_t = [3usize, 5, 10])]
     kill_sizes: Vec<usize>,
     /// Runs per kill size (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Cluster sizes of the scale experiment (comma-separated; empty skips it).
+    /// Cluster sizes of the scale experiment (comma-separated; 0 skips it).
     #[arg(long, value_delimiter = ',', default_values_t = [10usize, 30, 100])]
     scale_sizes: Vec<usize>,
     /// Scale size at which one node is also killed (0: none).
@@ -330,6 +330,41 @@ fn median(xs: &[Duration]) -> Duration {
     }
 }
 
+/// The `q`-quantile (0..=1) of durations, nearest rank.
+fn quantile(xs: &[Duration], q: f64) -> Duration {
+    let mut v = xs.to_vec();
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// "p10/p50/p90/max" of durations, in seconds.
+fn spread(xs: &[Duration]) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        secs(quantile(xs, 0.1)),
+        secs(quantile(xs, 0.5)),
+        secs(quantile(xs, 0.9)),
+        secs(quantile(xs, 1.0))
+    )
+}
+
+/// The `k` slowest entries of `tail` (indexed like the live nodes) as
+/// "name (s)".
+fn slowest(c: &Cluster, tail: &[Duration], k: usize) -> String {
+    let names: Vec<&str> = c.live().map(|h| h.name.as_str()).collect();
+    let mut v: Vec<(Duration, &str)> = tail.iter().copied().zip(names).collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.0));
+    v.iter()
+        .take(k)
+        .map(|(d, n)| format!("{n} ({})", secs(*d)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Seconds with two decimals.
 fn secs(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64())
@@ -362,6 +397,8 @@ struct KillRun {
     first: Duration,
     /// Kill to the median survivor excluding it.
     mid: Duration,
+    /// Kill to each survivor's own ring excluding it.
+    tail: Vec<Duration>,
 }
 
 /// Kill one node of an agreed cluster and time the survivors' agreement.
@@ -380,12 +417,19 @@ fn kill_and_time(c: &mut Cluster, victim: usize, limit: Duration) -> Result<Kill
         all,
         first,
         mid: median(&tail),
+        tail,
     })
 }
 
 /// Part 1: kill to agreement at each size, `runs` times.
 fn kill_experiment(args: &Args, limit: Duration) -> Result<(), String> {
-    if args.kill_sizes.is_empty() {
+    let sizes: Vec<usize> = args
+        .kill_sizes
+        .iter()
+        .copied()
+        .filter(|&n| n >= 2)
+        .collect();
+    if sizes.is_empty() {
         return Ok(());
     }
     println!(
@@ -395,10 +439,7 @@ fn kill_experiment(args: &Args, limit: Duration) -> Result<(), String> {
     );
     let mut pki = Pki::new()?;
     let mut rows = Vec::new();
-    for &n in &args.kill_sizes {
-        if n < 2 {
-            continue;
-        }
+    for &n in &sizes {
         let mut runs = Vec::new();
         for run in 0..args.runs {
             let mut c = Cluster::start(&mut pki, n)?;
@@ -476,10 +517,39 @@ struct ScaleRow {
     kill: Option<KillRun>,
 }
 
+/// Total payload bytes sent by the live nodes so far.
+fn bytes_sent(c: &Cluster) -> u64 {
+    c.live().map(|h| h.stats().bytes_out).sum()
+}
+
+/// Wait until the cluster's gossip rate stops falling: two consecutive
+/// one-second windows within 20% of each other (at most 60 s). Returns how
+/// long that took.
+fn settle(c: &Cluster) -> Duration {
+    let t = Instant::now();
+    let window = Duration::from_secs(1);
+    let mut last = bytes_sent(c);
+    let mut prev_rate: Option<u64> = None;
+    while t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(window);
+        let now = bytes_sent(c);
+        let rate = now.saturating_sub(last);
+        last = now;
+        if let Some(p) = prev_rate
+            && rate.abs_diff(p) * 5 <= p.max(1)
+        {
+            break;
+        }
+        prev_rate = Some(rate);
+    }
+    t.elapsed()
+}
+
 /// Part 2 at one size.
 fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String> {
     let mut pki = Pki::new()?;
     pki.ensure(n)?;
+    let cpu_start = cpu_time();
     let t0 = Instant::now();
     let mut c = Cluster::start(&mut pki, n)?;
     let start = t0.elapsed();
@@ -490,16 +560,30 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
             "{n} nodes did not agree within {limit:?}; members seen per node: {counts:?}"
         ));
     };
+    let cpu_formed = match (cpu_start, cpu_time()) {
+        (Some(a), Some(b)) => secs(b.saturating_sub(a)),
+        _ => "?".into(),
+    };
     println!(
         "  N={n:<3}: started in {} s; every node agreed {} s after the first start \
-         ({} s after the last); per-node first-full-view median {} s",
+         ({} s after the last); per-node first-full-view p10/p50/p90/max {} s; \
+         process CPU until then {} s",
         secs(start),
         secs(formed),
         secs(formed.saturating_sub(start)),
-        secs(median(&tail))
+        spread(&tail),
+        cpu_formed
+    );
+    println!(
+        "  N={n:<3}: slowest to a full view: {}",
+        slowest(&c, &tail, 5)
     );
     // Let the join broadcasts run out before measuring the quiet rate.
-    std::thread::sleep(Duration::from_secs(3));
+    let settle = settle(&c);
+    println!(
+        "  N={n:<3}: gossip settled {} s after agreement",
+        secs(settle)
+    );
     let before: Vec<StatsSnapshot> = c.live().map(Hosted::stats).collect();
     let cpu0 = cpu_time();
     let q0 = Instant::now();
@@ -546,11 +630,10 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
         let r = kill_and_time(&mut c, victim, limit);
         match &r {
             Ok(k) => println!(
-                "  N={n:<3}: killed node-{}: first survivor {} s, median survivor {} s, all agree {} s",
+                "  N={n:<3}: killed node-{}: all agree {} s; per-survivor p10/p50/p90/max {} s",
                 victim + 1,
-                secs(k.first),
-                secs(k.mid),
-                secs(k.all)
+                secs(k.all),
+                spread(&k.tail)
             ),
             Err(e) => println!("  N={n:<3}: kill: {e}"),
         }
@@ -562,7 +645,13 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
 
 /// Part 2: every scale size, then a table.
 fn scale_experiment(args: &Args, limit: Duration) -> Result<(), String> {
-    if args.scale_sizes.is_empty() {
+    let sizes: Vec<usize> = args
+        .scale_sizes
+        .iter()
+        .copied()
+        .filter(|&n| n >= 1)
+        .collect();
+    if sizes.is_empty() {
         return Ok(());
     }
     println!(
@@ -570,7 +659,7 @@ fn scale_experiment(args: &Args, limit: Duration) -> Result<(), String> {
         loadavg()
     );
     let mut rows = Vec::new();
-    for &n in &args.scale_sizes {
+    for &n in &sizes {
         match scale_one(args, n, limit) {
             Ok(r) => rows.push(r),
             Err(e) => println!("  N={n}: {e}"),
