@@ -57,6 +57,9 @@ pub struct Config {
     pub partitions: u32,
     /// Maximum simultaneous client connections (Redis `maxclients`).
     pub maxclients: usize,
+    /// Threads serving client connections, each a single-threaded event
+    /// loop; 0 (the default) means one per core.
+    pub io_threads: usize,
     /// Largest bulk string a client may send (Redis `proto-max-bulk-len`).
     #[serde(with = "size_serde")]
     pub proto_max_bulk_len: u64,
@@ -88,6 +91,29 @@ pub struct Config {
     pub node_key: Option<PathBuf>,
     /// Replicas per partition R (the primary included). Default 2.
     pub replicas: u32,
+    /// Admin HTTP endpoint (metrics, health, status page). Default
+    /// 127.0.0.1:9379; `"off"` disables it.
+    #[serde(with = "admin_serde")]
+    pub admin: Option<SocketAddr>,
+}
+
+/// Default admin HTTP address.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9379);
+
+/// Parse an admin address: `HOST:PORT`, or `off` (also `none`, `false`,
+/// `disabled`) to disable the endpoint.
+pub fn parse_admin(s: &str) -> Result<Option<SocketAddr>, String> {
+    let t = s.trim();
+    if ["off", "none", "false", "disabled"]
+        .iter()
+        .any(|w| t.eq_ignore_ascii_case(w))
+    {
+        return Ok(None);
+    }
+    t.parse()
+        .map(Some)
+        .map_err(|_| format!("invalid admin address '{s}' (use HOST:PORT or off)"))
 }
 
 /// Default gossip address in cluster mode.
@@ -103,6 +129,7 @@ impl Default for Config {
             requirepass: None,
             partitions: 4096,
             maxclients: 10_000,
+            io_threads: 0,
             proto_max_bulk_len: 512 * 1024 * 1024,
             proto_max_multibulk_len: 1024 * 1024,
             proto_inline_max_size: 64 * 1024,
@@ -116,6 +143,7 @@ impl Default for Config {
             node_cert: None,
             node_key: None,
             replicas: 2,
+            admin: Some(DEFAULT_ADMIN),
         }
     }
 }
@@ -236,6 +264,15 @@ impl Config {
         Some((ca, cert, key))
     }
 
+    /// The number of I/O threads to run: `io_threads`, or one per core.
+    pub fn io_threads(&self) -> usize {
+        if self.io_threads > 0 {
+            self.io_threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
     /// The store part of the configuration.
     pub fn store(&self) -> StoreConfig {
         StoreConfig {
@@ -266,6 +303,25 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mul)
         .ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+/// Serde for the admin address: `"HOST:PORT"` or `"off"`.
+mod admin_serde {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let t = String::deserialize(d)?;
+        super::parse_admin(&t).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Serde for sizes: accepts an integer or a string such as "512mb".
@@ -317,6 +373,16 @@ mod tests {
         assert_eq!(cfg.maxmemory, 64 << 20);
         assert_eq!(cfg.eviction, EvictionPolicy::AllKeysLru);
         assert_eq!(cfg.partitions, 4096);
+    }
+
+    #[test]
+    fn admin_address_defaults_on_and_can_be_turned_off() {
+        assert_eq!(Config::default().admin, Some(DEFAULT_ADMIN));
+        let off: Config = toml::from_str("admin = \"off\"").expect("valid toml");
+        assert_eq!(off.admin, None);
+        let on: Config = toml::from_str("admin = \"127.0.0.1:9000\"").expect("valid toml");
+        assert_eq!(on.admin.map(|a| a.port()), Some(9000));
+        assert!(toml::from_str::<Config>("admin = \"nowhere\"").is_err());
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod commands;
 mod connection;
 pub mod glob;
 pub mod hook;
+mod io_threads;
 pub mod reply;
 pub mod server;
 pub mod state;

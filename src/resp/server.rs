@@ -17,6 +17,7 @@ use super::codec::Limits;
 use super::commands::Secret;
 use super::connection;
 use super::hook::ClusterHook;
+use super::io_threads::IoThreads;
 use super::state::{ClientRegistry, ServerStats, Shared};
 use crate::config::Config;
 use crate::shutdown::{Shutdown, TaskSet};
@@ -69,6 +70,7 @@ impl Server {
                 pre_auth: false,
             },
             maxclients: cfg.maxclients,
+            io_threads: cfg.io_threads(),
             local_addr,
             stats: ServerStats::default(),
             clients: ClientRegistry::default(),
@@ -95,17 +97,31 @@ impl Server {
         self.shared.local_addr
     }
 
+    /// The state every connection shares (counters for the admin endpoint).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Serve until `shutdown` triggers; then stop accepting, close every
     /// connection and end every task (connections and cron).
     pub async fn run(self, shutdown: Shutdown) {
         let tasks = TaskSet::new();
         tasks.spawn(cron(self.shared.clone(), shutdown.clone()));
+        let io = match IoThreads::start(self.shared.io_threads, &shutdown) {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the I/O threads; not serving");
+                shutdown.wait().await;
+                tasks.join_all().await;
+                return;
+            }
+        };
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
                 r = self.listener.accept() => match r {
-                    Ok((stream, addr)) => self.admit(stream, addr, &tasks, &shutdown),
+                    Ok((stream, addr)) => self.admit(stream, addr, &io, &shutdown),
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
@@ -118,6 +134,7 @@ impl Server {
             }
         }
         drop(self.listener);
+        io.join().await;
         tasks.join_all().await;
         tracing::info!("RESP server stopped");
     }
@@ -126,7 +143,7 @@ impl Server {
         &self,
         stream: tokio::net::TcpStream,
         addr: SocketAddr,
-        tasks: &TaskSet,
+        io: &IoThreads,
         shutdown: &Shutdown,
     ) {
         let stats = &self.shared.stats;
@@ -142,9 +159,29 @@ impl Server {
             let _ = stream.try_write(MAX_CLIENTS_REPLY);
             return;
         }
-        let span = tracing::debug_span!("client", %addr);
-        let conn = connection::serve(self.shared.clone(), stream, shutdown.clone());
-        tasks.spawn(conn.instrument(span));
+        // Move the socket to an I/O thread: it re-registers there.
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(%addr, error = %e, "cannot hand the connection over");
+                return;
+            }
+        };
+        let shared = self.shared.clone();
+        let shutdown = shutdown.clone();
+        io.deal(Box::new(move || {
+            let stream = match tokio::net::TcpStream::from_std(std_stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    shared.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+                    tracing::debug!(%addr, error = %e, "cannot register the connection");
+                    return None;
+                }
+            };
+            let span = tracing::debug_span!("client", %addr);
+            Some(Box::pin(connection::serve(shared, stream, shutdown).instrument(span)))
+        }));
     }
 }
 

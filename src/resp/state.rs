@@ -26,6 +26,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Maximum simultaneous clients.
     pub maxclients: usize,
+    /// Number of I/O threads connections are dealt to.
+    pub io_threads: usize,
     /// The address the listener is bound to.
     pub local_addr: SocketAddr,
     /// Counters for INFO.
