@@ -9,9 +9,11 @@
 //! - [`membership`]: SWIM (foca) over the transport; the published view.
 //! - [`ring`]: members -> partition -> replicas. Pure.
 //! - [`cluster`]: routing to owners.
+//! - [`api`]: the embedded peer ([`Node`], typed caches, loaders, backends).
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod certs;
 pub mod clock;
 pub mod cluster;
@@ -24,3 +26,5 @@ pub mod ring;
 pub mod shutdown;
 pub mod store;
 pub mod transport;
+
+pub use api::{Cache, Error, Node, NodeBuilder};

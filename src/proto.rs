@@ -77,6 +77,9 @@ pub enum Request {
     },
     /// Counts for INFO keyspace: the receiver's own keys.
     Keyspace,
+    /// Single-flight for read-through loads at a key's primary (the
+    /// embedded API, `crate::api`).
+    Flight(crate::api::wire::FlightRequest),
 }
 
 /// The answer to a [`Request`].
@@ -99,6 +102,8 @@ pub enum Response {
         /// Keys with a TTL.
         expires: u64,
     },
+    /// The answer to `Flight`.
+    Flight(crate::api::wire::FlightResponse),
 }
 
 /// Encode `body` in an envelope for `cluster`.

@@ -86,6 +86,8 @@ pub struct Router {
     pub(crate) clock: Clock,
     /// Counters.
     pub stats: Arc<RouterStats>,
+    /// Single-flight load slots for keys we are primary of (embedded API).
+    pub(crate) flights: Arc<crate::api::loader::FlightTable>,
 }
 
 impl Router {
@@ -104,6 +106,7 @@ impl Router {
             store,
             clock,
             stats: Arc::new(RouterStats::default()),
+            flights: Arc::new(crate::api::loader::FlightTable::default()),
         })
     }
 
@@ -268,6 +271,10 @@ impl Router {
                     keys: s.keys,
                     expires: s.keys_with_ttl,
                 }
+            }
+            Request::Flight(req) => {
+                let exec = crate::api::exec::Exec::Cluster(self.clone());
+                Response::Flight(self.flights.serve(&exec, req).await)
             }
             Request::Command {
                 digest,
