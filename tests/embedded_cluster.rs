@@ -299,3 +299,59 @@ async fn bytes_api_operations_reach_each_keys_owner() {
     assert!(!nodes[0].delete(&keys[2]).await.expect("delete again"));
     stop_all(nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_fail_at_once_when_the_loading_caller_gives_up() {
+    let pki = Pki::new("shoal");
+    let nodes = three_embedded(&pki).await;
+    let cache_on = |i: usize| {
+        nodes[i]
+            .cache::<u32, String>("slow")
+            .expect("name")
+            .with_loader_timeout(Duration::from_secs(120))
+    };
+    let leader_cache = cache_on(0);
+    let leader = tokio::spawn(async move {
+        leader_cache
+            .get_or_load(&1, || async {
+                std::future::pending::<()>().await;
+                Ok::<Option<String>, String>(None)
+            })
+            .await
+    });
+    let loads = |nodes: &[Node]| -> u64 {
+        nodes
+            .iter()
+            .map(|n| n.flight_stats().loads.load(Ordering::SeqCst))
+            .sum()
+    };
+    while loads(&nodes) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waiter_cache = cache_on(1);
+    let waiter = tokio::spawn(async move {
+        waiter_cache
+            .get_or_load(&1, || async { Ok::<_, String>(Some("never".into())) })
+            .await
+    });
+    let joined = |nodes: &[Node]| -> u64 {
+        nodes
+            .iter()
+            .map(|n| n.flight_stats().joined.load(Ordering::SeqCst))
+            .sum()
+    };
+    while joined(&nodes) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    leader.abort();
+    // Far below the 120 s loader timeout and its lease.
+    let got = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the waiter is released")
+        .expect("task");
+    assert!(
+        matches!(&got, Err(Error::Loader(m)) if m.contains("gave up")),
+        "{got:?}"
+    );
+    stop_all(nodes).await;
+}

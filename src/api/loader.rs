@@ -340,6 +340,12 @@ pub async fn get_or_load(
                 let Some(load) = loader.take() else {
                     return Err(Error::Server("led a second load for one call".into()));
                 };
+                let mut guard = LeadGuard {
+                    exec: exec.clone(),
+                    key: key.clone(),
+                    token,
+                    armed: true,
+                };
                 let outcome =
                     run_loader(load, policy.timeout, policy.ttl, policy.negative_ttl).await;
                 let release = FlightRequest::Release {
@@ -347,7 +353,9 @@ pub async fn get_or_load(
                     token,
                     outcome,
                 };
-                return match exec.flight(&key, release).await? {
+                let answer = exec.flight(&key, release).await;
+                guard.armed = false;
+                return match answer? {
                     FlightResponse::Done(v) | FlightResponse::Hit(v) => Ok(v),
                     FlightResponse::Failed(msg) => Err(Error::Loader(msg)),
                     other => Err(Error::Server(format!(
@@ -356,6 +364,40 @@ pub async fn get_or_load(
                 };
             }
         }
+    }
+}
+
+/// Releases a flight whose leader was dropped mid-load (its caller gave
+/// up), so waiters fail at once instead of at the end of the lease.
+struct LeadGuard {
+    /// Where to send the release.
+    exec: Exec,
+    /// The key led.
+    key: Bytes,
+    /// The flight's token.
+    token: u64,
+    /// Still to release (cleared once the leader released itself).
+    armed: bool,
+}
+
+impl Drop for LeadGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let exec = self.exec.clone();
+        let key = self.key.clone();
+        let release = FlightRequest::Release {
+            key: key.clone(),
+            token: self.token,
+            outcome: FlightOutcome::Failed("the loading caller gave up".into()),
+        };
+        rt.spawn(async move {
+            let _ = exec.flight(&key, release).await;
+        });
     }
 }
 
