@@ -217,3 +217,29 @@ async fn load_reads_through_the_backend_once() {
     assert_eq!(cache.load(&5).await.expect("reload"), Some(66));
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_near_cache_serves_repeated_reads_locally_and_forgets_on_local_writes() {
+    let node = Node::builder().start().await.expect("node starts");
+    let cache = node
+        .cache::<u32, u64>("hot")
+        .expect("name")
+        .with_near_cache(100, Duration::from_secs(60));
+    cache.set(&1, &10).await.expect("set");
+    assert_eq!(cache.get(&1).await.expect("get"), Some(10));
+    // Another writer (here: raw bytes under the same key) is not seen while
+    // the near copy lives...
+    let raw_key = cache.key(&1).expect("key");
+    node.set(&raw_key, postcard::to_stdvec(&20u64).expect("encode"), None)
+        .await
+        .expect("raw set");
+    assert_eq!(cache.get(&1).await.expect("near hit"), Some(10));
+    let stats = cache.near_stats().expect("near enabled");
+    assert_eq!(stats.hits, 1);
+    // ...and a write or invalidation through this cache drops it at once.
+    cache.invalidate(&1).await.expect("invalidate");
+    assert_eq!(cache.get(&1).await.expect("get"), None);
+    cache.set(&1, &30).await.expect("set");
+    assert_eq!(cache.get(&1).await.expect("get"), Some(30));
+    node.shutdown().await;
+}

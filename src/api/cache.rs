@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::backend::{Backend, WriteBehind, WriteBehindStats, WritePolicy};
 use super::loader::{self, LoadPolicy, RawLoader, hex_encode};
+use super::near::{Near, NearStats};
 use super::{Error, Node};
 
 /// Default TTL of negative entries (a loader found no row).
@@ -60,6 +61,8 @@ pub struct Cache<K, V> {
     loader_timeout: Duration,
     /// Backend and write policy, when attached.
     writer: Option<Arc<Writer<K, V>>>,
+    /// Local copies of reads, when enabled.
+    near: Option<Arc<Near>>,
     /// The key and value types.
     _types: PhantomData<fn(K) -> V>,
 }
@@ -81,6 +84,7 @@ impl<K, V> Clone for Cache<K, V> {
             negative_ttl: self.negative_ttl,
             loader_timeout: self.loader_timeout,
             writer: self.writer.clone(),
+            near: self.near.clone(),
             _types: PhantomData,
         }
     }
@@ -104,6 +108,7 @@ impl<K, V> Cache<K, V> {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             loader_timeout: DEFAULT_LOADER_TIMEOUT,
             writer: None,
+            near: None,
             _types: PhantomData,
         }
     }
@@ -138,6 +143,39 @@ impl<K, V> Cache<K, V> {
     pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = ttl;
         self
+    }
+
+    /// Keep local copies of up to `capacity` reads for `ttl` (see
+    /// [`crate::api::DEFAULT_NEAR_TTL`]): a hot key's reads stay on this
+    /// node. Writes through this cache on this node drop the copy at once;
+    /// writes elsewhere are seen after at most `ttl`.
+    pub fn with_near_cache(mut self, capacity: usize, ttl: Duration) -> Self {
+        self.near = Some(Arc::new(Near::new(capacity, ttl)));
+        self
+    }
+
+    /// The near cache's counters, when enabled.
+    pub fn near_stats(&self) -> Option<NearStats> {
+        self.near.as_ref().map(|n| n.stats())
+    }
+
+    /// Drop the local copy of a full key.
+    fn forget(&self, full: &Bytes) {
+        if let Some(n) = &self.near {
+            n.remove(full);
+        }
+    }
+
+    /// Keep a local copy of a full key's value.
+    fn remember(&self, full: Bytes, raw: &Bytes) {
+        if let Some(n) = &self.near {
+            n.put(full, raw.clone());
+        }
+    }
+
+    /// A local copy of a full key's value.
+    fn recall(&self, full: &Bytes) -> Option<Bytes> {
+        self.near.as_ref().and_then(|n| n.get(full))
     }
 
     /// A load taking longer than `timeout` fails every waiting caller.
@@ -251,8 +289,14 @@ where
     }
 
     async fn get_raw(&self, full: Bytes) -> Result<Option<V>, Error> {
-        match self.node.get(full).await? {
-            Some(raw) => decode(&raw),
+        if let Some(raw) = self.recall(&full) {
+            return decode(&raw);
+        }
+        match self.node.get(full.clone()).await? {
+            Some(raw) => {
+                self.remember(full, &raw);
+                decode(&raw)
+            }
             None => Ok(None),
         }
     }
@@ -277,6 +321,7 @@ where
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
         let encoded = encode(value)?;
+        self.forget(&full);
         let Some(w) = &self.writer else {
             return self.node.set(full, encoded, ttl).await;
         };
@@ -304,6 +349,7 @@ where
     /// (through or behind). `true` when the cache held it.
     pub async fn delete(&self, key: &K) -> Result<bool, Error> {
         let full = self.key(key)?;
+        self.forget(&full);
         let Some(w) = &self.writer else {
             return self.node.delete(full).await;
         };
@@ -326,7 +372,9 @@ where
     /// Drop `key` from the cache everywhere (its primary; the next read
     /// loads afresh). The backend is not touched. `true` when it was held.
     pub async fn invalidate(&self, key: &K) -> Result<bool, Error> {
-        self.node.delete(self.key(key)?).await
+        let full = self.key(key)?;
+        self.forget(&full);
+        self.node.delete(full).await
     }
 
     /// Read `key`; on a miss run `loader` under single-flight at the key's
@@ -350,7 +398,11 @@ where
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: Display + 'static,
     {
+        if let Some(raw) = self.recall(&full) {
+            return decode(&raw);
+        }
         if let Some(raw) = self.node.get(full.clone()).await? {
+            self.remember(full, &raw);
             return decode(&raw);
         }
         let fut = loader();
@@ -369,7 +421,8 @@ where
             negative_ttl: self.negative_ttl,
             timeout: self.loader_timeout,
         };
-        let raw = loader::get_or_load(self.node.exec(), full, &policy, boxed).await?;
+        let raw = loader::get_or_load(self.node.exec(), full.clone(), &policy, boxed).await?;
+        self.remember(full, &raw);
         decode(&raw)
     }
 
@@ -414,9 +467,11 @@ where
 
     /// Set this version (cache only: versions are cache entries).
     pub async fn set(&self, value: &V) -> Result<(), Error> {
+        let full = self.key()?;
+        self.cache.forget(&full);
         self.cache
             .node
-            .set(self.key()?, encode(value)?, self.cache.ttl)
+            .set(full, encode(value)?, self.cache.ttl)
             .await
     }
 
@@ -432,7 +487,9 @@ where
 
     /// Drop this version from the cache.
     pub async fn invalidate(&self) -> Result<bool, Error> {
-        self.cache.node.delete(self.key()?).await
+        let full = self.key()?;
+        self.cache.forget(&full);
+        self.cache.node.delete(full).await
     }
 }
 

@@ -7,7 +7,8 @@
 //! - [`Cache`]: typed views (serde + postcard) in their own keyspace;
 //! - read-through with single-flight at the key's primary (`loader`,
 //!   peer requests in `wire`);
-//! - write-through and write-behind to a [`Backend`] (`backend`).
+//! - write-through and write-behind to a [`Backend`] (`backend`);
+//! - an opt-in near cache of a typed cache's reads (`near`).
 //!
 //! # What it must not do
 //! Duplicate command semantics: every operation is a RESP command run by
@@ -41,12 +42,14 @@ mod cache;
 pub mod exec;
 mod handle;
 pub mod loader;
+mod near;
 pub mod wire;
 
 pub use backend::{Backend, BackendError, WriteBehindStats, WritePolicy};
 pub use builder::NodeBuilder;
 pub use cache::{Cache, Versioned};
 pub use handle::Node;
+pub use near::{DEFAULT_NEAR_TTL, NearStats};
 
 /// Why an embedded operation failed. Each variant says whether the cache
 /// may have changed.
