@@ -545,6 +545,23 @@ fn settle(c: &Cluster) -> Duration {
     t.elapsed()
 }
 
+/// Membership counters summed over the live nodes: view changes,
+/// suspicions raised, members declared down.
+fn churn(c: &Cluster) -> [u64; 3] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut sum = [0u64; 3];
+    for h in c.live() {
+        if let Some(m) = h.node.membership() {
+            let st = m.stats();
+            sum[0] += ld(&st.view_changes);
+            sum[1] += ld(&st.suspected);
+            sum[2] += ld(&st.declared_down);
+        }
+    }
+    sum
+}
+
 /// Part 2 at one size.
 fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String> {
     let mut pki = Pki::new()?;
@@ -578,12 +595,19 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
         "  N={n:<3}: slowest to a full view: {}",
         slowest(&c, &tail, 5)
     );
+    let [views, suspected, down] = churn(&c);
+    println!(
+        "  N={n:<3}: while forming: {:.1} view changes per node (each rebuilds the ring), \
+         {suspected} suspicions, {down} down declarations (all nodes)",
+        views as f64 / n as f64
+    );
     // Let the join broadcasts run out before measuring the quiet rate.
     let settle = settle(&c);
     println!(
         "  N={n:<3}: gossip settled {} s after agreement",
         secs(settle)
     );
+    let churn0 = churn(&c);
     let before: Vec<StatsSnapshot> = c.live().map(Hosted::stats).collect();
     let cpu0 = cpu_time();
     let q0 = Instant::now();
@@ -593,6 +617,7 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
     let after: Vec<StatsSnapshot> = c.live().map(Hosted::stats).collect();
     let want = c.live_names();
     let stable = c.live().all(|h| h.members() == want);
+    let churn1 = churn(&c);
     let per = |f: fn(&StatsSnapshot) -> u64| -> Vec<f64> {
         before
             .iter()
@@ -621,8 +646,17 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
     };
     println!(
         "  N={n:<3}: quiet {:.0} s: {:.0} B/s sent per node (max {:.0}), {:.1} datagrams/s, \
-         {:.2} requests/s, CPU {:.1}% of a core per node; view stable: {}",
-        q, row.bytes_out, row.bytes_out_max, row.dgrams_out, row.requests_out, row.cpu_pct, stable
+         {:.2} requests/s, CPU {:.1}% of a core per node; view stable: {}; \
+         {} suspicions, {} down declarations",
+        q,
+        row.bytes_out,
+        row.bytes_out_max,
+        row.dgrams_out,
+        row.requests_out,
+        row.cpu_pct,
+        stable,
+        churn1[1] - churn0[1],
+        churn1[2] - churn0[2]
     );
     if n == args.scale_kill && n >= 2 {
         // Not the seed, not the newest: a node in the middle.
