@@ -5,7 +5,7 @@
 //! writes its log to a file in the cluster's temp dir. A restarted node
 //! keeps its name and both ports, as an operator's restart would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use shoal::certs;
+use shoal::config::Config;
 
 use super::wait_until;
 
@@ -31,13 +32,12 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 pub struct Options {
     /// `--replicas R`.
     pub replicas: u32,
-    /// `--write-ack` (all, quorum, one), when set and the binary has it.
-    pub write_ack: Option<String>,
     /// `--partitions P`; small so digests are cheap to compare.
     pub partitions: u32,
-    /// Flags passed only when `shoal serve --help` lists them (tuning knobs
-    /// that may not exist yet, e.g. an anti-entropy interval).
-    pub optional: Vec<(String, String)>,
+    /// Config-file settings (TOML key, value), written to the nodes'
+    /// `--config` file only when this build's `Config` has that key, so a
+    /// tuning knob that does not exist yet is skipped, not an error.
+    pub settings: Vec<(String, toml::Value)>,
     /// `--log-level`.
     pub log_level: String,
 }
@@ -46,11 +46,12 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             replicas: 2,
-            write_ack: Some("all".into()),
             partitions: 64,
-            optional: Vec::new(),
+            settings: Vec::new(),
             log_level: "info".into(),
         }
+        // Every node would bind the same default admin port.
+        .setting("admin", "off")
     }
 }
 
@@ -63,40 +64,48 @@ impl Options {
         }
     }
 
-    /// R copies with the short timings a test wants: anti-entropy and the
-    /// old holders' grace period in seconds, not minutes (each passed only
-    /// if the binary has that flag).
+    /// R copies, `write-ack all`, and the short timings a test wants:
+    /// anti-entropy every second and a grace period of two seconds for
+    /// old holders, not tens of seconds.
     pub fn fast(r: u32) -> Options {
         Options::replicas(r)
-            .optional("--anti-entropy-interval", "2s")
-            .optional("--rebalance-grace", "2s")
-            .optional("--grace-period", "2s")
+            .setting("write-ack", "all")
+            .setting("anti-entropy-interval-ms", 1000)
+            .setting("rebalance-grace-ms", 2000)
     }
 
-    /// Add `--flag value` if the binary knows `--flag`.
-    pub fn optional(mut self, flag: &str, value: &str) -> Options {
-        self.optional.push((flag.to_string(), value.to_string()));
+    /// Set config key `key` (if this build knows it).
+    pub fn setting(mut self, key: &str, value: impl Into<toml::Value>) -> Options {
+        self.settings.retain(|(k, _)| k != key);
+        self.settings.push((key.to_string(), value.into()));
         self
     }
+
+    /// The config file's text: the settings this build's `Config` knows.
+    fn config_file(&self) -> String {
+        let known = known_config_keys();
+        let mut table = toml::Table::new();
+        for (k, v) in &self.settings {
+            if known.contains(k) {
+                table.insert(k.clone(), v.clone());
+            } else {
+                eprintln!("config key {k} unknown to this build; skipped");
+            }
+        }
+        toml::to_string(&table).expect("a table of plain values serializes")
+    }
 }
 
-/// `shoal serve --help`, read once.
-fn serve_help() -> &'static str {
-    static HELP: OnceLock<String> = OnceLock::new();
-    HELP.get_or_init(|| {
-        Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["serve", "--help"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+/// The keys of this build's `Config` (the library the binary is built
+/// from), read once from its default serialized.
+fn known_config_keys() -> &'static HashSet<String> {
+    static KEYS: OnceLock<HashSet<String>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        toml::Value::try_from(Config::default())
+            .ok()
+            .and_then(|v| v.as_table().map(|t| t.keys().cloned().collect()))
             .unwrap_or_default()
     })
-}
-
-/// Whether `shoal serve` accepts `--flag`.
-pub fn serve_supports(flag: &str) -> bool {
-    let help = serve_help();
-    help.split(|c: char| c.is_whitespace() || c == ',' || c == '=')
-        .any(|w| w == flag)
 }
 
 /// One node: its identity, ports and (while running) its process.
@@ -154,11 +163,17 @@ impl Cluster {
             opts,
             nodes: Vec::new(),
         };
+        std::fs::write(c.config_path(), c.opts.config_file()).expect("write config file");
         for _ in 0..n {
             c.add_node();
         }
         c.wait_formed(Duration::from_secs(60));
         c
+    }
+
+    /// The config file every node reads.
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("shoal.toml")
     }
 
     /// The options nodes start with.
@@ -249,21 +264,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
-        // Until replication lands the flag does not exist; the scenarios
-        // that need it fail on their own checks then, not at start.
-        if let Some(ack) = self
-            .opts
-            .write_ack
-            .as_ref()
-            .filter(|_| serve_supports("--write-ack"))
-        {
-            cmd.args(["--write-ack", ack]);
-        }
-        for (flag, value) in &self.opts.optional {
-            if serve_supports(flag) {
-                cmd.args([flag.as_str(), value.as_str()]);
-            }
-        }
+        cmd.arg("--config").arg(self.config_path());
         for s in seeds {
             cmd.args(["--seed", &s.to_string()]);
         }
