@@ -8,7 +8,9 @@
 //! - read-through with single-flight at the key's primary (`loader`,
 //!   peer requests in `wire`);
 //! - write-through and write-behind to a [`Backend`] (`backend`);
-//! - an opt-in near cache of a typed cache's reads (`near`).
+//! - an opt-in near cache of a typed cache's reads (`near`);
+//! - [`Client`], the ring-aware thin client over RESP (`client`,
+//!   `client_conn`).
 //!
 //! # What it must not do
 //! Duplicate command semantics: every operation is a RESP command run by
@@ -39,6 +41,8 @@
 mod backend;
 mod builder;
 mod cache;
+mod client;
+mod client_conn;
 pub mod exec;
 mod handle;
 pub mod loader;
@@ -48,6 +52,7 @@ pub mod wire;
 pub use backend::{Backend, BackendError, WriteBehindStats, WritePolicy};
 pub use builder::NodeBuilder;
 pub use cache::{Cache, Versioned};
+pub use client::{Client, ClientBuilder, ClientCache, ClientStats};
 pub use handle::Node;
 pub use near::{DEFAULT_NEAR_TTL, NearStats};
 
