@@ -91,6 +91,23 @@ pub struct Config {
     pub node_key: Option<PathBuf>,
     /// Replicas per partition R (the primary included). Default 2.
     pub replicas: u32,
+    /// Replicas that must apply a write before the client's reply: `all`
+    /// live replicas (default), `quorum`, or `one` (the primary alone).
+    pub write_ack: crate::cluster::replication::WriteAck,
+    /// Milliseconds a replica may take to apply a write before it is
+    /// treated as down for that write. Default 1000.
+    pub replicate_timeout_ms: u64,
+    /// Seconds a delete's tombstone is kept (long enough for anti-entropy
+    /// and partition sync to pass it on). Default 3600.
+    pub tombstone_ttl: u64,
+    /// Milliseconds between anti-entropy rounds. Default 10000.
+    pub anti_entropy_interval_ms: u64,
+    /// Bytes per second a node pulls when syncing partitions; 0 = no
+    /// limit (default).
+    pub sync_rate: u64,
+    /// Milliseconds an old holder keeps a partition it no longer owns
+    /// before dropping it. Default 30000.
+    pub rebalance_grace_ms: u64,
     /// Admin HTTP endpoint (metrics, health, status page). Default
     /// 127.0.0.1:9379; `"off"` disables it.
     #[serde(with = "admin_serde")]
@@ -143,6 +160,12 @@ impl Default for Config {
             node_cert: None,
             node_key: None,
             replicas: 2,
+            write_ack: crate::cluster::replication::WriteAck::All,
+            replicate_timeout_ms: 1000,
+            tombstone_ttl: 3600,
+            anti_entropy_interval_ms: 10_000,
+            sync_rate: 0,
+            rebalance_grace_ms: 30_000,
             admin: Some(DEFAULT_ADMIN),
         }
     }
@@ -213,6 +236,19 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The replication settings.
+    pub fn replication(&self) -> crate::cluster::replication::ReplConfig {
+        use std::time::Duration;
+        crate::cluster::replication::ReplConfig {
+            write_ack: self.write_ack,
+            timeout: Duration::from_millis(self.replicate_timeout_ms.max(1)),
+            tombstone_ttl: Duration::from_secs(self.tombstone_ttl),
+            anti_entropy_interval: Duration::from_millis(self.anti_entropy_interval_ms.max(10)),
+            sync_rate: self.sync_rate,
+            grace: Duration::from_millis(self.rebalance_grace_ms),
+        }
     }
 
     /// Whether this node joins a cluster (gossip address or seeds given).

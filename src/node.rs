@@ -22,7 +22,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::certs::{CertError, load_node_tls};
-use crate::cluster::{ClusterState, Router, state};
+use crate::clock::{NodeTag, SharedHlc};
+use crate::cluster::replication::Replication;
+use crate::cluster::{ClusterState, Router, antientropy, rebalance, state};
 use crate::config::{Config, ConfigError};
 use crate::membership::{
     ClusterId, InboundDatagram, Membership, MembershipConfig, MembershipError, MembershipHandle,
@@ -75,8 +77,10 @@ struct ClusterParts {
     name: NodeName,
     /// The gossip task's handle (leave, view).
     membership: MembershipHandle,
-    /// The QUIC endpoint.
-    transport: Arc<QuicTransport>,
+    /// The peer transport (QUIC, or an injected one in tests).
+    transport: Arc<dyn Transport>,
+    /// The QUIC endpoint, unless the transport was injected.
+    quic: Option<Arc<QuicTransport>>,
     /// Routes commands; answers peers.
     router: Arc<Router>,
 }
@@ -113,7 +117,32 @@ impl Node {
 
     /// Like [`start`](Self::start) with an injected clock (tests).
     pub async fn start_with_clock(cfg: Config, clock: Clock) -> Result<Node, NodeError> {
-        cfg.validate()?;
+        Self::start_inner(cfg, clock, None).await
+    }
+
+    /// Start a cluster peer over an injected transport (e.g.
+    /// `transport::mem` for deterministic tests): no certificates are
+    /// loaded; the transport authenticates peers. `cfg.gossip` is ignored
+    /// (the transport's address is announced).
+    pub async fn start_with(
+        cfg: Config,
+        clock: Clock,
+        transport: Arc<dyn Transport>,
+        incoming: IncomingRx,
+    ) -> Result<Node, NodeError> {
+        Self::start_inner(cfg, clock, Some((transport, incoming))).await
+    }
+
+    async fn start_inner(
+        cfg: Config,
+        clock: Clock,
+        injected: Option<(Arc<dyn Transport>, IncomingRx)>,
+    ) -> Result<Node, NodeError> {
+        match cfg.validate() {
+            // An injected transport needs no certificates.
+            Err(ConfigError::Invalid { name: "certs", .. }) if injected.is_some() => {}
+            other => other?,
+        }
         let store = Arc::new(Store::new(cfg.store()));
         let server = Server::bind_with_clock(&cfg, store.clone(), clock.clone())
             .await
@@ -124,8 +153,9 @@ impl Node {
         let resp_addr = server.local_addr();
         let shutdown = Shutdown::new();
         let tasks = TaskSet::new();
-        let cluster = if cfg.is_cluster() {
-            let parts = start_cluster(&cfg, &store, clock, resp_addr, &shutdown, &tasks).await?;
+        let cluster = if cfg.is_cluster() || injected.is_some() {
+            let parts =
+                start_cluster(&cfg, &store, clock, resp_addr, injected, &shutdown, &tasks).await?;
             server.set_hook(parts.router.clone() as Arc<dyn ClusterHook>);
             Some(parts)
         } else {
@@ -186,15 +216,35 @@ impl Node {
         self.inner.cluster.as_ref().map(|c| &c.router)
     }
 
-    /// The QUIC transport, in cluster mode.
+    /// The QUIC transport, in cluster mode (none when injected).
     pub fn transport(&self) -> Option<&Arc<QuicTransport>> {
-        self.inner.cluster.as_ref().map(|c| &c.transport)
+        self.inner.cluster.as_ref().and_then(|c| c.quic.as_ref())
+    }
+
+    /// Crash in-process (tests): abort every task and close the transport
+    /// without leaving the cluster or handing anything off, as `kill -9`
+    /// would (peers find out by failure detection).
+    pub async fn kill(&self) {
+        self.inner.tasks.abort_all();
+        if let Some(c) = &self.inner.cluster {
+            c.transport.shutdown().await;
+        }
+        self.inner.shutdown.trigger();
     }
 
     /// Stop: leave the cluster (peers drop us at once instead of waiting
     /// for suspicion), stop serving, close the transport, and return when
     /// every task has ended.
     pub async fn shutdown(&self) {
+        if let Some(c) = &self.inner.cluster
+            && c.router.replication().is_some()
+        {
+            let push = crate::cluster::rebalance::handoff(&c.router);
+            match tokio::time::timeout(Duration::from_secs(10), push).await {
+                Ok(n) => tracing::info!(records = n, "handed partitions off before leaving"),
+                Err(_) => tracing::warn!("hand-off took too long; leaving anyway"),
+            }
+        }
         if let Some(c) = &self.inner.cluster {
             let leave = tokio::time::timeout(Duration::from_secs(3), c.membership.leave());
             if leave.await.is_err() {
@@ -213,41 +263,36 @@ impl Node {
     }
 }
 
-/// Transport, membership, ring follower, router and dispatcher.
+/// Transport, membership, ring follower, router and dispatcher; with
+/// R > 1 also replication, the rebalance task and anti-entropy.
 async fn start_cluster(
     cfg: &Config,
     store: &Arc<Store>,
     clock: Clock,
     resp_addr: SocketAddr,
+    injected: Option<(Arc<dyn Transport>, IncomingRx)>,
     shutdown: &Shutdown,
     tasks: &TaskSet,
 ) -> Result<ClusterParts, NodeError> {
     let name = cfg.node_name();
     crate::certs::validate_name(&name)?;
-    let Some((ca, cert, key)) = cfg.tls_paths() else {
-        // validate() refuses cluster mode without certificates.
-        return Err(NodeError::Transport("no certificates configured".into()));
+    let (dyn_transport, quic, incoming) = match injected {
+        Some((t, rx)) => (t, None, rx),
+        None => {
+            let (q, rx) = bind_quic(cfg, &name)?;
+            (q.clone() as Arc<dyn Transport>, Some(q), rx)
+        }
     };
-    let tls = load_node_tls(&ca, &cert, &key)?;
-    if tls.name.as_str() != name {
-        return Err(NodeError::NameMismatch {
-            name,
-            cert: tls.name.to_string(),
-        });
-    }
-    let (transport, incoming) = QuicTransport::bind(QuicConfig::new(cfg.gossip_addr(), tls))
-        .map_err(|e| NodeError::Transport(e.to_string()))?;
-    let gossip = transport.local_addr();
+    let gossip = dyn_transport.local_addr();
     let node = NodeName::new(&name);
     let cluster = ClusterId::new(&cfg.cluster);
     let mut meta = NodeMeta::new(cluster.clone(), resp_addr, cfg.partitions, cfg.replicas);
-    // Nothing to sync before replication exists: a node holds what it owns
-    // from the start.
+    // A node alone holds everything it owns; the rebalance task clears
+    // this while it pulls partitions it takes over.
     meta.ready = true;
     let mut mcfg = MembershipConfig::new(cluster.clone(), node.clone(), gossip, meta);
     mcfg.seeds = cfg.seed.clone();
     let (dgram_tx, dgram_rx) = mpsc::channel(DATAGRAM_QUEUE);
-    let dyn_transport: Arc<dyn Transport> = transport.clone();
     let (membership, task) =
         Membership::build(mcfg, dyn_transport.clone(), dgram_rx, shutdown.clone())?;
     tasks.spawn(task.run());
@@ -259,7 +304,26 @@ async fn start_cluster(
         shutdown.clone(),
     );
     tasks.spawn(follower);
-    let router = Router::new(cluster, state_rx, dyn_transport, store.clone(), clock);
+    let router = Router::new(
+        cluster,
+        state_rx,
+        dyn_transport.clone(),
+        store.clone(),
+        clock,
+    );
+    if cfg.replicas > 1 {
+        let hlc = Arc::new(SharedHlc::new(NodeTag::from_name(&node)));
+        let repl = Replication::new(cfg.replication(), hlc);
+        router.enable_replication(repl.clone());
+        rebalance::spawn(
+            router.clone(),
+            repl.clone(),
+            membership.clone(),
+            tasks,
+            shutdown.clone(),
+        );
+        tasks.spawn(antientropy::run(router.clone(), repl, shutdown.clone()));
+    }
     tasks.spawn(dispatch(
         incoming,
         dgram_tx,
@@ -271,9 +335,27 @@ async fn start_cluster(
     Ok(ClusterParts {
         name: node,
         membership,
-        transport,
+        transport: dyn_transport,
+        quic,
         router,
     })
+}
+
+/// Load the certificates and bind the QUIC endpoint.
+fn bind_quic(cfg: &Config, name: &str) -> Result<(Arc<QuicTransport>, IncomingRx), NodeError> {
+    let Some((ca, cert, key)) = cfg.tls_paths() else {
+        // validate() refuses cluster mode without certificates.
+        return Err(NodeError::Transport("no certificates configured".into()));
+    };
+    let tls = load_node_tls(&ca, &cert, &key)?;
+    if tls.name.as_str() != name {
+        return Err(NodeError::NameMismatch {
+            name: name.to_string(),
+            cert: tls.name.to_string(),
+        });
+    }
+    QuicTransport::bind(QuicConfig::new(cfg.gossip_addr(), tls))
+        .map_err(|e| NodeError::Transport(e.to_string()))
 }
 
 /// Hand incoming datagrams to membership and requests to the router, until

@@ -77,6 +77,53 @@ pub enum Request {
     },
     /// Counts for INFO keyspace: the receiver's own keys.
     Keyspace,
+    /// Replication: merge these records (last writer wins) and answer
+    /// `Applied`. Sent by a partition's primary after each write.
+    Replicate {
+        /// Key states with the stamps that produced them.
+        records: Vec<crate::store::Record>,
+    },
+    /// Run a data command here as the acting primary (failover: the sender
+    /// could not reach the ring's primary) and replicate it; answers `Reply`.
+    Owned {
+        /// RESP protocol version of the client (2 or 3).
+        resp: u8,
+        /// The command and its arguments.
+        args: Vec<Bytes>,
+    },
+    /// Sync: up to `max` records of `partition` after key `after`, in key
+    /// order; answers `Records`.
+    Pull {
+        /// The partition.
+        partition: u32,
+        /// Resume after this key (exclusive); none for the first chunk.
+        after: Option<Bytes>,
+        /// Records wanted (the receiver caps it).
+        max: u32,
+    },
+    /// Anti-entropy: one summary hash per listed partition; answers
+    /// `Summaries`.
+    Summaries {
+        /// The partitions to summarise.
+        partitions: Vec<u32>,
+    },
+    /// Anti-entropy: the bucketed digest of one partition; answers
+    /// `Buckets`.
+    Buckets {
+        /// The partition.
+        partition: u32,
+    },
+    /// Anti-entropy repair: merge `records` (the sender's content of the
+    /// buckets in `mask`) and answer `Records` with the receiver's content
+    /// of the same buckets, so both sides converge.
+    Repair {
+        /// The partition.
+        partition: u32,
+        /// Digest buckets to exchange, one bit each.
+        mask: u64,
+        /// The sender's records of those buckets.
+        records: Vec<crate::store::Record>,
+    },
     /// Single-flight for read-through loads at a key's primary (the
     /// embedded API, `crate::api`).
     Flight(crate::api::wire::FlightRequest),
@@ -102,6 +149,22 @@ pub enum Response {
         /// Keys with a TTL.
         expires: u64,
     },
+    /// The answer to `Replicate`: how many records changed something.
+    Applied {
+        /// Records that were newer than what the receiver held.
+        applied: u32,
+    },
+    /// The answer to `Pull` and `Repair`.
+    Records {
+        /// Key states.
+        records: Vec<crate::store::Record>,
+        /// More follow (`Pull` only).
+        more: bool,
+    },
+    /// The answer to `Summaries`: one hash per asked partition (0 = empty).
+    Summaries(Vec<u64>),
+    /// The answer to `Buckets`.
+    Buckets(crate::store::Digest),
     /// The answer to `Flight`.
     Flight(crate::api::wire::FlightResponse),
 }

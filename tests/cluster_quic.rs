@@ -40,21 +40,25 @@ async fn every_key_reachable_from_every_node(n: usize, keys_per_node: usize) {
     let state = nodes[0].cluster_state().expect("cluster");
     let now = UnixMillis::now();
     for (key, value) in &written {
-        let primary = state
+        // With replication (R = 2 by default) a key lives on each of its
+        // partition's replicas and nowhere else.
+        let replicas = state
             .ring
-            .primary(partition_of(key.as_bytes(), state.ring.partitions()))
-            .expect("a primary")
-            .clone();
+            .replicas(partition_of(key.as_bytes(), state.ring.partitions()));
+        assert!(!replicas.is_empty(), "{key} has replicas");
         for node in &nodes {
             let held = node.store().get(key.as_bytes(), now);
-            if node.name() == Some(&primary) {
+            if node.name().is_some_and(|n| replicas.contains(n)) {
                 assert_eq!(
                     held.as_deref(),
                     Some(value.as_bytes()),
-                    "{key} on its primary"
+                    "{key} on each of its replicas"
                 );
             } else {
-                assert_eq!(held, None, "{key} must live only on its primary {primary}");
+                assert_eq!(
+                    held, None,
+                    "{key} must live only on its replicas {replicas:?}"
+                );
             }
         }
     }

@@ -104,10 +104,8 @@ async fn run_parts(
     let mut out = vec![Bytes::new(); parts.len()];
     let mut set = JoinSet::new();
     for (i, (owner, args)) in parts.into_iter().enumerate() {
-        if owner == st.me {
-            out[i] = router.execute_here(&args, proto);
-            continue;
-        }
+        // Our own part goes through `forward` too: it runs here, and a
+        // write is replicated (`Router::execute_owned`).
         let router = router.clone();
         let st = st.clone();
         set.spawn(async move {

@@ -82,7 +82,94 @@ pub(crate) fn info_cluster(router: &Router) -> String {
         ld(&rs.refused),
         ld(&rs.digest_mismatch),
     );
+    info_replication(router, &mut s);
     s
+}
+
+/// The replication fields of `INFO cluster` (empty when R = 1).
+///
+/// - `cluster_partitions_underreplicated`: partitions this node is primary
+///   for with fewer than R live, synced copies: fewer than R members hold
+///   it, this node is still pulling it, or a replica has not reported
+///   `ready` in its gossip metadata. 0 when healed.
+/// - `cluster_partitions_syncing`: partitions this node is pulling.
+/// - `cluster_ready`: 1 when this node holds every partition it owns.
+/// - `cluster_bytes_moved`: bytes received by partition sync.
+fn info_replication(router: &Router, s: &mut String) {
+    let Some(repl) = router.replication() else {
+        // R = 1: nothing to sync, every owned partition is here.
+        s.push_str(
+            "cluster_partitions_underreplicated:0\r\n\
+             cluster_partitions_syncing:0\r\n\
+             cluster_ready:1\r\n\
+             cluster_bytes_moved:0\r\n",
+        );
+        return;
+    };
+    let st = router.current();
+    let r = st.ring.replication() as usize;
+    let mut under = 0u64;
+    for p in st.ring.partition_ids() {
+        if *st.primary(p) != st.me {
+            continue;
+        }
+        let holders = st.ring.replicas(p);
+        let unsynced = holders.iter().any(|h| {
+            if *h == st.me {
+                repl.sync.is_syncing(p)
+            } else {
+                st.peers.get(h).is_some_and(|peer| !peer.ready)
+            }
+        });
+        if holders.len() < r || unsynced {
+            under += 1;
+        }
+    }
+    let syncing = repl.sync.count();
+    let rs = &repl.stats;
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = write!(
+        s,
+        "cluster_partitions_underreplicated:{}\r\n\
+         cluster_partitions_syncing:{}\r\n\
+         cluster_ready:{}\r\n\
+         cluster_bytes_moved:{}\r\n\
+         cluster_write_ack:{}\r\n\
+         cluster_replicated_writes:{}\r\n\
+         cluster_replicate_failures:{}\r\n\
+         cluster_replica_records_applied:{}\r\n\
+         cluster_failovers:{}\r\n\
+         cluster_partitions_synced:{}\r\n\
+         cluster_partitions_dropped:{}\r\n\
+         cluster_antientropy_rounds:{}\r\n\
+         cluster_antientropy_repaired:{}\r\n",
+        under,
+        syncing,
+        u8::from(syncing == 0),
+        ld(&rs.bytes_moved),
+        repl.cfg.write_ack.name(),
+        ld(&rs.writes),
+        ld(&rs.failures),
+        ld(&rs.applied),
+        ld(&rs.failovers),
+        ld(&rs.partitions_synced),
+        ld(&rs.partitions_dropped),
+        ld(&rs.ae_rounds),
+        ld(&rs.ae_repaired),
+    );
+}
+
+/// `SHOAL PARTITION`: the replicas of `partition`, primary first.
+pub(crate) fn replicas_of(router: &Router, partition: u32) -> Vec<String> {
+    let st = router.current();
+    if partition >= st.ring.partitions() {
+        return Vec::new();
+    }
+    st.ring
+        .replicas(crate::store::PartitionId(partition))
+        .iter()
+        .map(|n| n.to_string())
+        .collect()
 }
 
 /// `SHOAL MEMBERS` rows, sorted by name.

@@ -5,14 +5,21 @@
 //!   membership view, republished on every change;
 //! - [`router`]: local vs forwarded execution, answering peers' requests;
 //! - `gather`: multi-key split/reassemble and cluster-wide aggregates;
-//! - `introspect`: `INFO cluster` and `SHOAL MEMBERS`.
+//! - `introspect`: `INFO cluster` and `SHOAL MEMBERS`;
+//! - [`replication`]: replicated writes, failover, peer sync requests;
+//! - [`rebalance`]: pulling partitions this node newly holds, dropping
+//!   released ones after a grace period, readiness, graceful hand-off;
+//! - [`antientropy`]: periodic digest exchange and repair.
 //!
 //! # What it must not do
 //! Own sockets (the transport does) or foca (membership does), or know
 //! command semantics beyond key positions and how replies combine.
 
+pub mod antientropy;
 mod gather;
 mod introspect;
+pub mod rebalance;
+pub mod replication;
 pub mod router;
 pub mod state;
 

@@ -86,6 +86,8 @@ pub struct Router {
     pub(crate) clock: Clock,
     /// Counters.
     pub stats: Arc<RouterStats>,
+    /// Replication, when R > 1 (set once at start; see `replication`).
+    pub(crate) repl: std::sync::OnceLock<Arc<super::replication::Replication>>,
     /// Single-flight load slots for keys we are primary of (embedded API).
     pub(crate) flights: Arc<crate::api::loader::FlightTable>,
 }
@@ -106,6 +108,7 @@ impl Router {
             store,
             clock,
             stats: Arc::new(RouterStats::default()),
+            repl: std::sync::OnceLock::new(),
             flights: Arc::new(crate::api::loader::FlightTable::default()),
         })
     }
@@ -155,7 +158,10 @@ impl Router {
     ) -> Routed {
         let st = self.current();
         match Self::plan(&st, spec, args) {
-            Plan::Local => Routed::Local,
+            Plan::Local => match self.local_plan(&st, spec, args, proto) {
+                Some(fut) => Routed::Deferred(fut),
+                None => Routed::Local,
+            },
             Plan::CrossSlot => Routed::Deferred(ready(error_bytes(
                 proto,
                 "CROSSSLOT Keys in request don't hash to the same owner (use hash tags {...})",
@@ -168,7 +174,8 @@ impl Router {
                 let me = self.clone();
                 let args = args.to_vec();
                 Routed::Deferred(Box::pin(async move {
-                    me.forward(&st, &owner, args, proto, hops + 1, false).await
+                    me.forward_or_failover(&st, &owner, spec, args, proto, hops + 1)
+                        .await
                 }))
             }
             Plan::Split(kind) => {
@@ -216,7 +223,10 @@ impl Router {
         local: bool,
     ) -> Bytes {
         if *owner == st.me {
-            return self.execute_here(&args, proto);
+            if local {
+                return self.execute_leg(st, &args, proto);
+            }
+            return self.execute_owned(st, &args, proto).await;
         }
         let Some(addr) = st.peer_addr(owner) else {
             self.stats.forward_errors.fetch_add(1, Ordering::Relaxed);
@@ -265,6 +275,12 @@ impl Router {
         };
         self.stats.served.fetch_add(1, Ordering::Relaxed);
         let response = match req {
+            Request::Replicate { .. }
+            | Request::Owned { .. }
+            | Request::Pull { .. }
+            | Request::Summaries { .. }
+            | Request::Buckets { .. }
+            | Request::Repair { .. } => super::replication::serve(&self, req).await,
             Request::Keyspace => {
                 let s = self.store.stats();
                 Response::Keyspace {
@@ -308,7 +324,8 @@ impl Router {
             return Response::Refused("empty or unknown command".into());
         };
         if local {
-            return Response::Reply(self.execute_here(&args, proto));
+            let st = self.current();
+            return Response::Reply(self.execute_leg(&st, &args, proto));
         }
         let ours = self.current().digest().0;
         if digest != ours {
@@ -348,6 +365,10 @@ impl ClusterHook for Router {
 
     fn keyspace(self: Arc<Self>) -> Deferred<(u64, u64)> {
         Box::pin(async move { gather::keyspace(self).await })
+    }
+
+    fn replicas_of(&self, partition: u32) -> Vec<String> {
+        super::introspect::replicas_of(self, partition)
     }
 }
 

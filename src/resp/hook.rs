@@ -60,4 +60,11 @@ pub trait ClusterHook: Send + Sync + 'static {
 
     /// Keys and keys-with-TTL over the whole cluster (INFO keyspace).
     fn keyspace(self: Arc<Self>) -> Deferred<(u64, u64)>;
+
+    /// The replicas of `partition` in ring order, primary first
+    /// (`SHOAL PARTITION`). The default: none known.
+    fn replicas_of(&self, partition: u32) -> Vec<String> {
+        let _ = partition;
+        Vec::new()
+    }
 }

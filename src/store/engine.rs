@@ -13,7 +13,7 @@
 //! pushing onto an eviction queue.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
@@ -22,11 +22,12 @@ use super::entry::{Entry, QUEUED, entry_cost};
 use super::eviction::fifo::{Item, Queues};
 use super::eviction::sample::Sampler;
 use super::eviction::{Held, make_room, meta};
-use super::partition::{Partition, key_hash};
+use super::partition::{Partition, Tomb, key_hash};
 use super::types::{
     EntryRef, EvictionPolicy, Mutation, PartitionId, StoreConfig, StoreError, StoreStats,
     UnixMillis, Version,
 };
+use crate::clock::SharedHlc;
 
 /// The local engine. `Send + Sync`; share it behind an `Arc`.
 pub struct Store {
@@ -56,6 +57,12 @@ pub struct Store {
     /// a policy change reinitialises eviction metadata (the store reads no
     /// clock of its own).
     last_now: AtomicU64,
+    /// The hybrid logical clock that stamps versions in cluster mode (set
+    /// once by [`Store::enable_versions`]); unset standalone, where the
+    /// per-store counter `version` is used and no tombstones are kept.
+    pub(super) hlc: OnceLock<Arc<SharedHlc>>,
+    /// How long a tombstone is kept, in ms (cluster mode).
+    pub(super) tombstone_ttl: AtomicU64,
 }
 
 /// One step of a SCAN: keys found and the cursor to continue from (0 = done).
@@ -72,6 +79,7 @@ fn entry_ref(e: &Entry) -> EntryRef<'_> {
         value: e.value(),
         expires_at: (e.expires_at != 0).then_some(UnixMillis(e.expires_at)),
         version: Version(e.version),
+        node: e.node,
     }
 }
 
@@ -99,6 +107,8 @@ impl Store {
             admin: Mutex::new(()),
             expire_next: AtomicU32::new(0),
             last_now: AtomicU64::new(0),
+            hlc: OnceLock::new(),
+            tombstone_ttl: AtomicU64::new(0),
         };
         store.reconfigure(false);
         store
@@ -162,7 +172,7 @@ impl Store {
     }
 
     /// The slot of the live (unexpired) `key`, reclaiming it if expired.
-    fn find_live(
+    pub(super) fn find_live(
         &self,
         pid: u32,
         part: &mut Partition,
@@ -252,6 +262,7 @@ impl Store {
             Mutation::Delete => {
                 if let Some(s) = slot {
                     self.remove_at(pid, &mut part, s, Removal::Deleted, false);
+                    self.bury(&mut part, key, now.0);
                 }
                 None
             }
@@ -263,19 +274,24 @@ impl Store {
                 // A deadline already passed: the key is gone at once.
                 if let Some(s) = slot {
                     self.remove_at(pid, &mut part, s, Removal::Expired, false);
+                    self.bury(&mut part, key, now.0);
                 }
                 None
             }
             Mutation::SetExpiry(at) => {
                 if let Some(s) = slot {
-                    self.set_expiry(pid, &mut part, s, at);
+                    self.set_expiry(pid, &mut part, s, at, now.0);
                 }
                 None
             }
             Mutation::Set { value, expires_at } => {
                 self.observe(now.0);
                 let at = expires_at.map_or(0, |t| t.0);
-                self.write(pid, &mut part, slot, key, h, &value, at, now.0)?
+                let stamp = self.next_version(now.0);
+                if !part.tombs.is_empty() {
+                    part.tombs.remove(key);
+                }
+                self.write(pid, &mut part, slot, key, h, &value, at, now.0, stamp)?
             }
         };
         if queued.is_none() {
@@ -289,15 +305,47 @@ impl Store {
         Ok(r)
     }
 
-    fn next_version(&self) -> u64 {
-        self.version.fetch_add(1, Ordering::Relaxed) + 1
+    /// The `(version, node tag)` of a new local write at `now`: from the
+    /// hybrid logical clock in cluster mode, else the per-store counter.
+    pub(super) fn next_version(&self, now: u64) -> (u64, u16) {
+        match self.hlc.get() {
+            Some(hlc) => (hlc.now(UnixMillis(now)).0, hlc.node().0),
+            None => (self.version.fetch_add(1, Ordering::Relaxed) + 1, 0),
+        }
     }
 
-    fn set_expiry(&self, pid: u32, part: &mut Partition, slot: u32, at: Option<UnixMillis>) {
+    /// Record a tombstone for `key`, deleted by a local command at `now`
+    /// (cluster mode only: standalone keeps none).
+    fn bury(&self, part: &mut Partition, key: &[u8], now: u64) {
+        if self.hlc.get().is_none() {
+            return;
+        }
+        let (version, node) = self.next_version(now);
+        let until = now.saturating_add(self.tombstone_ttl.load(Ordering::Relaxed));
+        part.tombs.insert(
+            Box::from(key),
+            Tomb {
+                version,
+                node,
+                until,
+            },
+        );
+    }
+
+    fn set_expiry(
+        &self,
+        pid: u32,
+        part: &mut Partition,
+        slot: u32,
+        at: Option<UnixMillis>,
+        now: u64,
+    ) {
         let at = at.map_or(0, |t| t.0);
         let before = part.slots[slot as usize].has_ttl();
         part.set_expiry(slot, at);
-        part.slots[slot as usize].version = self.next_version();
+        let (version, node) = self.next_version(now);
+        part.slots[slot as usize].version = version;
+        part.slots[slot as usize].node = node;
         let d = i64::from(at != 0) - i64::from(before);
         self.counters.apply(
             pid,
@@ -308,10 +356,11 @@ impl Store {
         );
     }
 
-    /// Store `value` at `slot` (or a new slot), evicting first if needed.
-    /// Returns the queue item to push once the partition lock is released.
+    /// Store `value` at `slot` (or a new slot) with version `stamp`,
+    /// evicting first if needed. Returns the queue item to push once the
+    /// partition lock is released.
     #[allow(clippy::too_many_arguments)]
-    fn write(
+    pub(super) fn write(
         &self,
         pid: u32,
         part: &mut Partition,
@@ -321,6 +370,7 @@ impl Store {
         value: &[u8],
         at: u64,
         now: u64,
+        stamp: (u64, u16),
     ) -> Result<Option<Item>, StoreError> {
         let new_cost = entry_cost(key.len(), value.len());
         let old_cost = slot.map_or(0, |s| part.slots[s as usize].cost());
@@ -332,7 +382,7 @@ impl Store {
             };
             make_room(self, &mut held, new_cost - old_cost, now)?;
         }
-        let version = self.next_version();
+        let (version, node) = stamp;
         let kind = meta::kind(self.policy());
         if let Some(s) = slot {
             let had_ttl = part.slots[s as usize].has_ttl();
@@ -340,6 +390,7 @@ impl Store {
             let e = &mut part.slots[s as usize];
             e.set_value(value);
             e.version = version;
+            e.node = node;
             meta::touch(kind, e, now);
             self.counters.apply(
                 pid,
@@ -353,7 +404,8 @@ impl Store {
         }
         let tracking = self.is_tracking();
         let flags = if tracking { QUEUED } else { 0 };
-        let entry = Entry::new(key, value, version, at, flags | meta::initial(kind, now));
+        let mut entry = Entry::new(key, value, version, at, flags | meta::initial(kind, now));
+        entry.node = node;
         let s = part.insert(entry, h, self.seed);
         self.counters.apply(
             pid,

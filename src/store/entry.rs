@@ -2,8 +2,8 @@
 //!
 //! # What this module owns
 //! The in-memory layout of a stored key: one heap allocation holding the key
-//! bytes followed by the value bytes, plus a 40-byte header (length, flags,
-//! eviction metadata, version, expiry) kept inline in the partition's slab.
+//! bytes followed by the value bytes, plus a 48-byte header (length, flags,
+//! eviction metadata, version, expiry, node tag) kept inline in the partition's slab.
 //! It also owns [`entry_cost`], the single formula every byte counter uses.
 //!
 //! # What it must not do
@@ -20,7 +20,7 @@ pub(crate) const QUEUED: u32 = 1 << 29;
 pub(crate) const POLICY_BITS: u32 = (1 << 24) - 1;
 
 /// Bytes of bookkeeping per entry on top of the key+value allocation:
-/// the 40-byte slab slot, the index table (5 bytes a bucket at a load of
+/// the 48-byte slab slot, the index table (5 bytes a bucket at a load of
 /// 0.45..0.87, so ~8-11 a key), the slab's growth slack (it grows by a
 /// quarter) and allocator fragmentation. Calibrated against RSS with
 /// `examples/store_bytes_per_key.rs` (1M keys of 16 bytes, values of 16,
@@ -55,6 +55,9 @@ pub(crate) struct Entry {
     pub(crate) version: u64,
     /// Absolute expiry in Unix milliseconds; 0 means no TTL.
     pub(crate) expires_at: u64,
+    /// Tie-break of the node that stamped `version` (cluster mode; 0
+    /// standalone): last-writer-wins compares `(version, node)`.
+    pub(crate) node: u16,
 }
 
 impl Entry {
@@ -66,6 +69,7 @@ impl Entry {
             meta,
             version,
             expires_at,
+            node: 0,
         }
     }
 
@@ -77,6 +81,7 @@ impl Entry {
             meta: FREE,
             version: 0,
             expires_at: 0,
+            node: 0,
         }
     }
 
@@ -147,8 +152,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_is_forty_bytes() {
-        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    fn entry_is_forty_eight_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
     }
 
     #[test]

@@ -26,13 +26,17 @@
 //! # Layout
 //! - `types.rs`: the vocabulary (time, versions, partitions, policies).
 //! - `engine.rs`: [`Store`] and its public operations.
-//! - `partition.rs`: one partition = a slab of 40-byte entry slots plus a
+//! - `partition.rs`: one partition = a slab of 48-byte entry slots plus a
 //!   `hashbrown::HashTable<u32>` of slot numbers (5 bytes a bucket), so a
 //!   slot number is a stable 4-byte name for a key.
 //! - `entry.rs`: an entry's layout (key and value in one allocation) and
 //!   the byte-charge formula.
 //! - `counters.rs`: striped atomic statistics.
 //! - `ttl.rs`: the active expiry cycle. `scan.rs`: SCAN and RANDOMKEY.
+//! - `replica.rs`: what replication needs: versions stamped by a hybrid
+//!   logical clock, versioned tombstones, last-writer-wins merge of a
+//!   peer's [`Record`], partition export, bucketed digests, dropping a
+//!   partition.
 //! - `eviction/`: sampled LRU/LFU/random/TTL (`sample.rs`), sharded
 //!   FIFO/S3-FIFO queues (`fifo.rs`), per-entry metadata (`meta.rs`).
 //!
@@ -51,6 +55,7 @@ mod counters;
 mod entry;
 mod eviction;
 mod partition;
+mod replica;
 mod scan;
 mod ttl;
 mod types;
@@ -62,6 +67,7 @@ pub use types::{
 mod engine;
 
 pub use engine::{ScanPage, Store};
+pub use replica::{Body, DIGEST_BUCKETS, Digest, Record};
 
 #[cfg(test)]
 mod tests;

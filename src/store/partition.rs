@@ -34,6 +34,21 @@ pub(crate) struct Partition {
     pub(crate) with_ttl: u32,
     /// Where the active expiry walk resumes in `slots`.
     pub(crate) expire_cursor: u32,
+    /// Versioned tombstones of deleted keys (cluster mode only; empty and
+    /// unallocated standalone). Invisible to reads, SCAN and counts.
+    pub(crate) tombs: hashbrown::HashMap<Box<[u8]>, Tomb>,
+}
+
+/// A deleted key's version, kept so an older write arriving late (or a
+/// replica that missed the delete) does not bring the key back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tomb {
+    /// Version of the delete.
+    pub(crate) version: u64,
+    /// Tie-break of the node that stamped it.
+    pub(crate) node: u16,
+    /// Unix ms after which the tombstone may be purged.
+    pub(crate) until: u64,
 }
 
 /// The table hash of a key: xxh3-64 with the store's (random) seed.
@@ -51,6 +66,7 @@ impl Partition {
             live: 0,
             with_ttl: 0,
             expire_cursor: 0,
+            tombs: hashbrown::HashMap::new(),
         }
     }
 

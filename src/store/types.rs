@@ -31,7 +31,19 @@ impl UnixMillis {
 ///
 /// For a single node it is a per-node monotone counter; the cluster makes it
 /// a hybrid logical clock with a node tie-break.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Version(pub u64);
 
 /// One of the P fixed partitions a key hashes to.
@@ -184,6 +196,8 @@ pub struct EntryRef<'a> {
     pub expires_at: Option<UnixMillis>,
     /// The version of the write that produced this entry.
     pub version: Version,
+    /// The tie-break of the node that stamped `version` (0 standalone).
+    pub node: u16,
 }
 
 /// What an [`update`](super::Store::update) closure wants done to the key.

@@ -3,6 +3,13 @@
 //! - `SHOAL MEMBERS`: one entry per member (name, gossip address, RESP
 //!   address, state, partitions it is primary and replica for), as a map per
 //!   member in RESP3 and a flat field/value array in RESP2.
+//! - `SHOAL PARTITION <key>`: the key's partition id, then the names of its
+//!   replicas in ring order (primary first); standalone: `standalone`.
+//! - `SHOAL LOCAL <key>`: the value in THIS node's store, without routing
+//!   (nil if absent): how tests check each copy.
+//! - `SHOAL DIGEST <partition>`: hex digest of this node's copy of the
+//!   partition (live keys and their versions; tombstones excluded), or nil
+//!   when this node holds no live key of it.
 
 use bytes::Bytes;
 
@@ -18,7 +25,7 @@ pub(super) const COMMANDS: &[CommandSpec] = &[CommandSpec {
     last_key: 0,
     step: 0,
     acl: &["slow"],
-    summary: "Shoal cluster introspection: SHOAL MEMBERS, SHOAL HELP.",
+    summary: "Shoal cluster introspection: SHOAL MEMBERS|PARTITION|LOCAL|DIGEST|HELP.",
     group: "server",
     since: "0.1.0",
     handler: Handler::Node(shoal),
@@ -29,6 +36,30 @@ fn shoal(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
     if is(sub, "members") && args.len() == 2 {
         members(shared, reply);
         Ok(())
+    } else if is(sub, "partition") && args.len() == 3 {
+        partition(shared, &args[2], reply);
+        Ok(())
+    } else if is(sub, "local") && args.len() == 3 {
+        let now = (shared.clock)();
+        match shared.store.peek(&args[2], now, |e| {
+            e.map(|e| Bytes::copy_from_slice(e.value))
+        }) {
+            Some(v) => reply.bulk(&v),
+            None => reply.null(),
+        }
+        Ok(())
+    } else if is(sub, "digest") && args.len() == 3 {
+        let p = std::str::from_utf8(&args[2])
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|p| *p < shared.store.partitions())
+            .ok_or_else(|| CmdError::Other("ERR invalid partition".into()))?;
+        let now = (shared.clock)();
+        match shared.store.digest(crate::store::PartitionId(p), now) {
+            Some(d) => reply.bulk(d.hex().as_bytes()),
+            None => reply.null(),
+        }
+        Ok(())
     } else if is(sub, "help") {
         help(
             reply,
@@ -37,6 +68,12 @@ fn shoal(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
                 "MEMBERS",
                 "    The cluster's members: name, gossip and RESP addresses, state,",
                 "    partitions owned as primary and as replica.",
+                "PARTITION <key>",
+                "    The key's partition, then its replicas in ring order (primary first).",
+                "LOCAL <key>",
+                "    The value held in this node's store, without routing (nil if absent).",
+                "DIGEST <partition>",
+                "    Hex digest of this node's copy of a partition (nil if it holds none).",
                 "HELP",
                 "    Print this help.",
             ],
@@ -47,6 +84,19 @@ fn shoal(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
             sub: String::from_utf8_lossy(sub).into_owned(),
             cmd: "SHOAL",
         })
+    }
+}
+
+fn partition(shared: &Shared, key: &[u8], reply: &mut Reply<'_>) {
+    let p = shared.store.partition_of(key).0;
+    let names = match shared.hook.get() {
+        Some(hook) => hook.replicas_of(p),
+        None => vec!["standalone".to_string()],
+    };
+    reply.array(names.len() + 1);
+    reply.int(i64::from(p));
+    for n in names {
+        reply.bulk(n.as_bytes());
     }
 }
 
