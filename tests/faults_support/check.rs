@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use redis::Value;
+use shoal::store::partition_of;
 
 use super::cluster::{Cluster, connect, info};
 
@@ -93,7 +94,7 @@ fn get_many(
 
 /// `SHOAL PARTITION key` at `addr`: the partition id and replica names,
 /// primary first.
-pub fn partition_of(addr: SocketAddr, key: &str) -> Result<(u64, Vec<String>), String> {
+pub fn partition_of_key(addr: SocketAddr, key: &str) -> Result<(u64, Vec<String>), String> {
     let mut con = connect(addr, TIMEOUT).map_err(|e| e.to_string())?;
     let v: Value = redis::cmd("SHOAL")
         .arg("PARTITION")
@@ -153,7 +154,7 @@ pub fn copies_problems(
     let wanted = copies_wanted(cluster);
     let mut problems = Vec::new();
     for (key, value) in sample {
-        let (pid, replicas) = match partition_of(router, key) {
+        let (pid, replicas) = match partition_of_key(router, key) {
             Ok(p) => p,
             Err(e) => {
                 problems.push(format!("{key}: {e}"));
@@ -211,7 +212,10 @@ pub fn digest_problems(cluster: &Cluster, exact: bool) -> Vec<String> {
             .filter_map(|(n, d)| d.get(p).and_then(|x| x.as_deref()).map(|x| (n.as_str(), x)))
             .collect();
         if held.windows(2).any(|w| w[0].1 != w[1].1) {
-            problems.push(format!("p{p}: digests differ: {held:?}"));
+            let replicas = replicas_of(cluster, p as u32);
+            problems.push(format!(
+                "p{p}: digests differ: {held:?}; replicas {replicas:?}"
+            ));
         }
         let few = held.len() < wanted;
         if few || (exact && held.len() != wanted) {
@@ -220,6 +224,17 @@ pub fn digest_problems(cluster: &Cluster, exact: bool) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The replicas of partition `p` (primary first) as a serving node sees
+/// them: asked with a key of that partition (found by hashing candidates).
+pub fn replicas_of(cluster: &Cluster, p: u32) -> Option<Vec<String>> {
+    let partitions = cluster.options().partitions;
+    let key = (0..100_000)
+        .map(|n| format!("probe:{n}"))
+        .find(|k| partition_of(k.as_bytes(), partitions).0 == p)?;
+    let addr = *cluster.serving_addrs().first()?;
+    partition_of_key(addr, &key).ok().map(|(_, names)| names)
 }
 
 /// Serving nodes whose `cluster_partitions_underreplicated` is not 0.
