@@ -240,8 +240,11 @@ def forwarding_report(srv):
     total = sum(keys) or 1
     fwd = infos[0].get("cluster_forwarded", "?")
     errs = infos[0].get("cluster_forward_errors", "?")
+    repl = infos[0].get("cluster_replicated_writes", "-")
+    served = ", ".join(i.get("cluster_peer_requests_served", "?") for i in infos)
     share = ", ".join(f"{k:,} ({k / total:.0%})" for k in keys)
-    return f"keys per node {share}; node 1 forwarded {fwd} commands, {errs} errors"
+    return (f"keys held per node (replicas included) {share}; node 1: forwarded {fwd}, "
+            f"forward errors {errs}, replicated writes {repl}; peer requests served per node {served}")
 
 
 def med(xs):
