@@ -23,6 +23,10 @@ pub struct UpArgs {
     /// Gossip (QUIC) port of node 1; node i uses this+i-1.
     #[arg(long, default_value_t = 7946, value_name = "PORT")]
     gossip_base_port: u16,
+    /// Admin HTTP port of node 1 (metrics, status page); node i uses
+    /// this+i-1. 0 turns the admin endpoints off.
+    #[arg(long, default_value_t = 9379, value_name = "PORT")]
+    admin_base_port: u16,
     /// Certificates directory with ca.crt/ca.key; node certificates are issued
     /// into it as needed. Default: a throw-away CA in a temporary directory.
     #[arg(long, value_name = "DIR")]
@@ -86,6 +90,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
             replicas: args.replicas,
             maxmemory: args.maxmemory,
             eviction: args.eviction,
+            admin: (args.admin_base_port != 0)
+                .then(|| SocketAddr::new(local, args.admin_base_port + i)),
             ..Config::default()
         };
         let node = Node::start(cfg)
@@ -107,6 +113,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
                 .unwrap_or_default(),
             node.resp_addr().port()
         );
+        if let Some(a) = node.admin_addr() {
+            println!("      status page http://{a}/   metrics http://{a}/metrics");
+        }
     }
     let formed = wait_formed(&nodes, Duration::from_secs(30));
     tokio::select! {

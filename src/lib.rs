@@ -10,9 +10,11 @@
 //! - [`ring`]: members -> partition -> replicas. Pure.
 //! - [`cluster`]: routing to owners.
 //! - [`api`]: the embedded peer ([`Node`], typed caches, loaders, backends).
+//! - [`admin`]: the admin HTTP endpoint (metrics, health, status page).
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod certs;
 pub mod clock;

@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use shoal::config::{Config, parse_size};
+use shoal::config::{Config, parse_admin, parse_size};
 use shoal::node::Node;
 use shoal::store::EvictionPolicy;
 use tracing_subscriber::EnvFilter;
 
 mod cli_certs;
+mod cli_status;
 mod cli_up;
 
 /// Shoal: a peer-to-peer distributed cache that speaks the Redis protocol.
@@ -27,6 +28,9 @@ enum Command {
     /// Start a local N-node cluster in this process (throw-away certificates
     /// unless --certs is given); Ctrl-C stops every node.
     Up(cli_up::UpArgs),
+    /// Show the cluster: members, state, partitions, keys, memory, hit
+    /// ratio, readiness (read from a node's admin endpoint).
+    Status(cli_status::StatusArgs),
     /// Create and inspect the cluster CA and node certificates.
     #[command(subcommand)]
     Certs(cli_certs::CertsCommand),
@@ -97,6 +101,18 @@ struct ServeArgs {
     /// Replicas per partition R, the primary included [default: 2].
     #[arg(long, value_name = "R")]
     replicas: Option<u32>,
+    /// Admin HTTP endpoint (metrics, health, status page), or `off`
+    /// [default: 127.0.0.1:9379].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_admin_flag)]
+    admin: Option<AdminFlag>,
+}
+
+/// The value of `--admin`: an address, or none for `off`.
+#[derive(Debug, Clone)]
+struct AdminFlag(Option<std::net::SocketAddr>);
+
+fn parse_admin_flag(s: &str) -> Result<AdminFlag, String> {
+    parse_admin(s).map(AdminFlag)
 }
 
 impl ServeArgs {
@@ -157,6 +173,9 @@ impl ServeArgs {
         if let Some(v) = self.replicas {
             cfg.replicas = v;
         }
+        if let Some(AdminFlag(v)) = self.admin {
+            cfg.admin = v;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -205,6 +224,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(
         listen = %node.resp_addr(),
         gossip = ?node.gossip_addr(),
+        admin = ?node.admin_addr(),
         maxmemory = cfg.maxmemory,
         eviction = %cfg.eviction,
         mode = if cluster { "cluster" } else { "standalone" },
@@ -227,6 +247,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
             Command::Up(args) => cli_up::up(args).await,
+            Command::Status(args) => cli_status::status(args).await,
             Command::Certs(cmd) => cli_certs::run(cmd),
         }
     })

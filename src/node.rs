@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::admin::{AdminServer, AdminSources, ClusterSources};
 use crate::certs::{CertError, load_node_tls};
 use crate::clock::{NodeTag, SharedHlc};
 use crate::cluster::replication::Replication;
@@ -97,6 +98,8 @@ struct Inner {
     store: Arc<Store>,
     /// Where clients connect.
     resp_addr: SocketAddr,
+    /// Where the admin HTTP endpoint listens, if it runs.
+    admin_addr: Option<SocketAddr>,
     /// Cluster parts, when not standalone.
     cluster: Option<ClusterParts>,
     /// Tells every task to stop.
@@ -153,19 +156,35 @@ impl Node {
         let resp_addr = server.local_addr();
         let shutdown = Shutdown::new();
         let tasks = TaskSet::new();
+        let admin = bind_admin(&cfg).await;
+        let admin_addr = admin.as_ref().map(AdminServer::local_addr);
         let cluster = if cfg.is_cluster() || injected.is_some() {
-            let parts =
-                start_cluster(&cfg, &store, clock, resp_addr, injected, &shutdown, &tasks).await?;
+            let at = (resp_addr, admin_addr);
+            let parts = start_cluster(&cfg, &store, clock, at, injected, &shutdown, &tasks).await?;
             server.set_hook(parts.router.clone() as Arc<dyn ClusterHook>);
             Some(parts)
         } else {
             None
         };
+        if let Some(admin) = admin {
+            let sources = AdminSources {
+                store: store.clone(),
+                resp: server.shared(),
+                cluster: cluster.as_ref().map(|c| ClusterSources {
+                    name: c.name.clone(),
+                    router: c.router.clone(),
+                    membership: c.membership.clone(),
+                    transport: c.quic.clone(),
+                }),
+            };
+            tasks.spawn(admin.run(sources, shutdown.clone()));
+        }
         tasks.spawn(server.run(shutdown.clone()));
         Ok(Node {
             inner: Arc::new(Inner {
                 store,
                 resp_addr,
+                admin_addr,
                 cluster,
                 shutdown,
                 tasks,
@@ -176,6 +195,12 @@ impl Node {
     /// Where RESP clients connect.
     pub fn resp_addr(&self) -> SocketAddr {
         self.inner.resp_addr
+    }
+
+    /// Where the admin HTTP endpoint listens (metrics, health, status
+    /// page), unless disabled or its address could not be bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.admin_addr
     }
 
     /// The gossip (QUIC) address, in cluster mode.
@@ -263,13 +288,27 @@ impl Node {
     }
 }
 
+/// Bind the admin endpoint if configured. A failure is not fatal: the node
+/// serves clients without it and says so once (a second node on one host
+/// with the default admin address would otherwise refuse to start).
+async fn bind_admin(cfg: &Config) -> Option<AdminServer> {
+    let addr = cfg.admin?;
+    match AdminServer::bind(addr).await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin endpoint disabled (use --admin ADDR or --admin off)");
+            None
+        }
+    }
+}
+
 /// Transport, membership, ring follower, router and dispatcher; with
 /// R > 1 also replication, the rebalance task and anti-entropy.
 async fn start_cluster(
     cfg: &Config,
     store: &Arc<Store>,
     clock: Clock,
-    resp_addr: SocketAddr,
+    (resp_addr, admin_addr): (SocketAddr, Option<SocketAddr>),
     injected: Option<(Arc<dyn Transport>, IncomingRx)>,
     shutdown: &Shutdown,
     tasks: &TaskSet,
@@ -287,6 +326,7 @@ async fn start_cluster(
     let node = NodeName::new(&name);
     let cluster = ClusterId::new(&cfg.cluster);
     let mut meta = NodeMeta::new(cluster.clone(), resp_addr, cfg.partitions, cfg.replicas);
+    meta.admin_addr = admin_addr;
     // A node alone holds everything it owns; the rebalance task clears
     // this while it pulls partitions it takes over.
     meta.ready = true;

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +16,7 @@ use super::codec::{Limits, parse_request};
 use super::commands::execute;
 use super::reply::Reply;
 use super::state::{ClientMeta, Session, Shared};
+use crate::admin::LocalCommandStats;
 use crate::shutdown::Shutdown;
 
 /// Initial size of the read and write buffers.
@@ -68,6 +70,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, shutdown: 
         rbuf: BytesMut::with_capacity(BUF_SIZE),
         wbuf: BytesMut::with_capacity(BUF_SIZE),
         args: Vec::new(),
+        timings: LocalCommandStats::default(),
     };
     let end = conn.run(&mut stream, &shutdown).await;
     tracing::debug!(client = id, reason = end, "client disconnected");
@@ -85,6 +88,9 @@ struct Conn {
     wbuf: BytesMut,
     /// The current request's arguments (reused).
     args: Vec<Bytes>,
+    /// Calls and latencies of this batch, flushed to the server's
+    /// per-command histograms at its end.
+    timings: LocalCommandStats,
 }
 
 /// What the batch loop decided.
@@ -136,6 +142,9 @@ impl Conn {
         shutdown: &Shutdown,
     ) -> Result<Next, &'static str> {
         let mut done = 0u64;
+        // One clock read per command: each command's time runs from the
+        // previous mark (its parse included) to the end of its reply.
+        let mut mark = Instant::now();
         let next = loop {
             let limits = Limits {
                 pre_auth: !self.session.authenticated,
@@ -144,6 +153,12 @@ impl Conn {
             match parse_request(&mut self.rbuf, &mut self.args, &limits) {
                 Ok(true) if self.args.is_empty() => continue,
                 Ok(true) => {
+                    // Unknown or refused commands leave it unset (CLIENT
+                    // LIST shows cmd=NULL then, as Redis) and are not timed.
+                    self.session
+                        .meta
+                        .last_cmd
+                        .store(usize::MAX, Ordering::Relaxed);
                     let mut reply = Reply::new(&mut self.wbuf, self.session.proto);
                     let deferred = execute(&mut self.session, &self.shared, &self.args, &mut reply);
                     if let Some(fut) = deferred {
@@ -156,12 +171,19 @@ impl Conn {
                         };
                         self.wbuf.extend_from_slice(&bytes);
                     }
+                    let now = Instant::now();
+                    let idx = self.session.meta.last_cmd.load(Ordering::Relaxed);
+                    if idx != usize::MAX {
+                        self.timings.record(idx, now.duration_since(mark));
+                    }
+                    mark = now;
                     done += 1;
                     if self.session.closing {
                         break Next::Close("quit");
                     }
                     if self.wbuf.len() >= FLUSH_AT {
                         self.flush(stream, shutdown).await?;
+                        mark = Instant::now();
                     }
                 }
                 Ok(false) if self.rbuf.len() > MAX_QUERY_BUFFER => {
@@ -185,6 +207,9 @@ impl Conn {
         stats
             .total_commands_processed
             .fetch_add(done, Ordering::Relaxed);
+        if !self.timings.is_empty() {
+            stats.commands.flush(&mut self.timings);
+        }
         let meta = &self.session.meta;
         meta.last_active_ms
             .store(meta.created.elapsed().as_millis() as u64, Ordering::Relaxed);

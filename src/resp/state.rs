@@ -86,6 +86,10 @@ pub struct ServerStats {
     pub baseline: Mutex<StoreStats>,
     /// Recent ops/sec samples (instantaneous_ops_per_sec).
     pub ops: Mutex<OpsSampler>,
+    /// Per-command calls and latency (flushed per batch by each connection;
+    /// read by the admin `/metrics`; not reset by CONFIG RESETSTAT, as
+    /// Prometheus counters only grow).
+    pub commands: crate::admin::CommandStats,
 }
 
 impl ServerStats {

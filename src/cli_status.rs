@@ -1,0 +1,165 @@
+//! `shoal status`: a terminal table of the cluster, read from a node's admin
+//! endpoint (`/cluster`, then every member's `/stats`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use shoal::admin::client::get_json;
+use shoal::admin::{ClusterJson, MemberJson, StatsJson};
+use shoal::config::DEFAULT_ADMIN;
+
+/// Flags of `shoal status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Admin endpoint of any node (its `--admin` address).
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_ADMIN)]
+    admin: SocketAddr,
+    /// Redraw every SECS seconds until Ctrl-C.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
+    watch: Option<u64>,
+}
+
+/// Print the table once, or keep redrawing it with `--watch`.
+pub async fn status(args: StatusArgs) -> Result<()> {
+    let Some(secs) = args.watch else {
+        print!("{}", render_once(args.admin).await?);
+        return Ok(());
+    };
+    let every = Duration::from_secs(secs.max(1));
+    loop {
+        let text = match render_once(args.admin).await {
+            Ok(t) => t,
+            Err(e) => format!("{e:#}\n"),
+        };
+        // Clear the screen, cursor home, then the table.
+        print!("\x1b[2J\x1b[H{text}");
+        tokio::select! {
+            _ = crate::stop_signal() => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Fetch everything and render the table.
+async fn render_once(admin: SocketAddr) -> Result<String> {
+    let cluster: ClusterJson = get_json(admin, "/cluster")
+        .await
+        .with_context(|| format!("cannot read the cluster from the admin endpoint {admin}"))?;
+    let fetches = cluster
+        .members
+        .iter()
+        .cloned()
+        .map(|m| member_stats(admin, m));
+    let stats = futures_join(fetches).await;
+    Ok(render(&cluster, &stats))
+}
+
+/// A member's `/stats`, if it runs an admin endpoint and answers.
+async fn member_stats(asked: SocketAddr, m: MemberJson) -> Option<StatsJson> {
+    let addr = if m.is_local { asked } else { m.admin_addr? };
+    if m.state == "down" {
+        return None;
+    }
+    get_json(addr, "/stats").await.ok()
+}
+
+/// Await every future concurrently, keeping order.
+async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for (i, f) in futs.enumerate() {
+        set.spawn(async move { (i, f.await) });
+    }
+    let mut out: Vec<(usize, F::Output)> = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(x) = r {
+            out.push(x);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, x)| x).collect()
+}
+
+/// `12.3 MiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The table.
+fn render(c: &ClusterJson, stats: &[Option<StatsJson>]) -> String {
+    let mut rows = vec![
+        [
+            "MEMBER", "STATE", "PRIMARY", "REPLICA", "KEYS", "MEMORY", "HIT%", "OPS/S", "READY",
+        ]
+        .map(String::from),
+    ];
+    for (m, s) in c
+        .members
+        .iter()
+        .zip(stats.iter().chain(std::iter::repeat(&None)))
+    {
+        let dash = || "-".to_string();
+        let name = if m.is_local {
+            format!("{} *", m.name)
+        } else {
+            m.name.clone()
+        };
+        rows.push([
+            name,
+            m.state.clone(),
+            m.primary.to_string(),
+            m.replica.to_string(),
+            s.as_ref().map_or_else(dash, |s| s.keys.to_string()),
+            s.as_ref().map_or_else(dash, |s| human_bytes(s.used_memory)),
+            s.as_ref()
+                .map_or_else(dash, |s| format!("{:.1}", 100.0 * s.hit_ratio)),
+            s.as_ref().map_or_else(dash, |s| s.ops_per_sec.to_string()),
+            (if m.ready { "yes" } else { "no" }).to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!(
+        "Shoal {} · {} members · ring {} · P={} R={} · answered by {}\n",
+        c.mode,
+        c.members.len(),
+        c.digest,
+        c.partitions,
+        c.replicas,
+        c.me
+    );
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (v, w))| {
+                if i < 2 {
+                    format!("{v:<w$}")
+                } else {
+                    format!("{v:>w$}")
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
