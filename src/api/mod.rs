@@ -8,7 +8,8 @@
 //! - read-through with single-flight at the key's primary (`loader`,
 //!   peer requests in `wire`);
 //! - write-through and write-behind to a [`Backend`] (`backend`);
-//! - an opt-in near cache of a typed cache's reads (`near`);
+//! - an opt-in near cache of a typed cache's reads (`near`) and a
+//!   decaying top-k sketch of hot keys (`hot`);
 //! - [`Client`], the ring-aware thin client over RESP (`client`,
 //!   `client_conn`).
 //!
@@ -45,6 +46,7 @@ mod client;
 mod client_conn;
 pub mod exec;
 mod handle;
+pub mod hot;
 pub mod loader;
 mod near;
 pub mod wire;
