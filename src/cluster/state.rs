@@ -39,7 +39,7 @@ pub struct ClusterState {
     /// Our own name.
     pub me: NodeName,
     /// Placement derived from the active members.
-    pub ring: Ring,
+    pub ring: Arc<Ring>,
     /// Every member of the view by name (down ones included, for display).
     pub peers: HashMap<NodeName, Peer>,
     /// The view it was derived from (for introspection).
@@ -49,7 +49,7 @@ pub struct ClusterState {
 impl ClusterState {
     /// The state of a node alone: it owns everything.
     pub fn alone(me: NodeName, partitions: u32, replicas: u32) -> Self {
-        let ring = build_ring(vec![me.clone()], partitions, replicas);
+        let ring = Arc::new(build_ring(vec![me.clone()], partitions, replicas));
         ClusterState {
             me,
             ring,
@@ -63,11 +63,29 @@ impl ClusterState {
     /// partitions back and forth); down members are not. We are always in
     /// our own ring while we run.
     pub fn from_view(me: &NodeName, view: &View, partitions: u32, replicas: u32) -> Self {
+        Self::from_view_reusing(me, view, partitions, replicas, None)
+    }
+
+    /// Like [`from_view`](Self::from_view), but keeps `previous` when the
+    /// active member set is unchanged: most view changes (a suspicion, a
+    /// refutation, new metadata) do not move a single partition, and a
+    /// rebuild costs milliseconds at a hundred members.
+    pub fn from_view_reusing(
+        me: &NodeName,
+        view: &View,
+        partitions: u32,
+        replicas: u32,
+        previous: Option<&Arc<Ring>>,
+    ) -> Self {
         let mut names = view.active_names();
         if !names.contains(me) {
             names.push(me.clone());
+            names.sort();
         }
-        let ring = build_ring(names, partitions, replicas);
+        let ring = match previous {
+            Some(prev) if prev.members() == names.as_slice() => prev.clone(),
+            _ => Arc::new(build_ring(names, partitions, replicas)),
+        };
         let mut peers = HashMap::new();
         for m in &view.members {
             let name = m.identity.name.clone();
@@ -150,8 +168,14 @@ pub fn follow(
                     }
                 }
             }
-            let next =
-                ClusterState::from_view(&me, &views.borrow_and_update(), partitions, replicas);
+            let previous = tx.borrow().ring.clone();
+            let next = ClusterState::from_view_reusing(
+                &me,
+                &views.borrow_and_update(),
+                partitions,
+                replicas,
+                Some(&previous),
+            );
             let old_digest = tx.borrow().digest();
             if next.digest() != old_digest {
                 tracing::info!(
@@ -164,4 +188,61 @@ pub fn follow(
         }
     };
     (rx, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::{ClusterId, Generation, MemberInfo, NodeIdentity};
+
+    fn member(name: &str, port: u16, state: MemberState) -> MemberInfo {
+        MemberInfo {
+            identity: NodeIdentity {
+                cluster: ClusterId::new("c"),
+                name: NodeName::new(name),
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                generation: Generation(1),
+            },
+            state,
+            incarnation: 0,
+            meta: None,
+            is_local: name == "a",
+        }
+    }
+
+    fn view(states: &[(&str, MemberState)]) -> View {
+        View {
+            members: states
+                .iter()
+                .enumerate()
+                .map(|(i, (n, s))| member(n, 7000 + i as u16, *s))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_suspicion_keeps_the_same_ring() {
+        let me = NodeName::new("a");
+        let v1 = view(&[("a", MemberState::Alive), ("b", MemberState::Alive)]);
+        let v2 = view(&[("a", MemberState::Alive), ("b", MemberState::Suspect)]);
+        let s1 = ClusterState::from_view(&me, &v1, 64, 2);
+        let s2 = ClusterState::from_view_reusing(&me, &v2, 64, 2, Some(&s1.ring));
+        assert!(
+            Arc::ptr_eq(&s1.ring, &s2.ring),
+            "same members, same ring object"
+        );
+        assert_eq!(s2.peers[&NodeName::new("b")].state, MemberState::Suspect);
+    }
+
+    #[test]
+    fn a_death_rebuilds_the_ring_without_the_dead() {
+        let me = NodeName::new("a");
+        let v1 = view(&[("a", MemberState::Alive), ("b", MemberState::Alive)]);
+        let v2 = view(&[("a", MemberState::Alive), ("b", MemberState::Down)]);
+        let s1 = ClusterState::from_view(&me, &v1, 64, 2);
+        let s2 = ClusterState::from_view_reusing(&me, &v2, 64, 2, Some(&s1.ring));
+        assert!(!Arc::ptr_eq(&s1.ring, &s2.ring));
+        assert_eq!(s2.ring.members(), &[me.clone()]);
+        assert_ne!(s1.digest(), s2.digest());
+    }
 }
