@@ -202,3 +202,33 @@ async fn seeded_random_faults_converge_seed_7() {
 async fn seeded_random_faults_converge_seed_42() {
     random_faults(42).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn graceful_leave_hands_off_and_loses_nothing() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net, 4, 2).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let acked = write_keys(&all, "leave", 300).await;
+    assert_eq!(acked.len(), 300);
+    nodes[3].shutdown().await;
+    let rest = vec![&nodes[0], &nodes[1], &nodes[2]];
+    let took = converge(&rest, LIMIT).await;
+    eprintln!("graceful leave settled after {took:?} (virtual)");
+    every_copy_holds(&rest, &acked);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarted_node_takes_its_ranges_back() {
+    let net = MemNetwork::new();
+    let mut nodes = cluster(&net, 3, 2).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let acked = write_keys(&all, "restart", 300).await;
+    nodes[2].kill().await;
+    // Back with the same name and an empty store, before or after the
+    // others noticed: it pulls what it holds and serves once ready.
+    nodes[2] = start(&net, 3, 2).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    converge(&all, LIMIT).await;
+    every_copy_holds(&all, &acked);
+    assert!(nodes[2].store().stats().keys > 0);
+}
