@@ -57,6 +57,31 @@ pub struct Config {
     pub partitions: u32,
     /// Maximum simultaneous client connections (Redis `maxclients`).
     pub maxclients: usize,
+    /// Seconds after which an idle client is closed (Redis `timeout`);
+    /// 0 (the default) = never.
+    pub timeout: u64,
+    /// Bytes of unsent replies after which a client that does not read is
+    /// closed (a single hard limit, like Redis's
+    /// `client-output-buffer-limit normal` hard limit); 0 (the default, as
+    /// Redis) = no limit: a client that stops reading then only stalls
+    /// its own connection (the loop stops reading its requests).
+    #[serde(with = "size_serde")]
+    pub client_output_buffer_limit: u64,
+    /// Commands per second one client may run; 0 (the default) = no limit.
+    pub client_rate_limit: u32,
+    /// RESP-over-TLS listen address (a second port; the plaintext `listen`
+    /// port keeps serving). Needs `tls-cert` and `tls-key`.
+    pub tls_listen: Option<SocketAddr>,
+    /// The client port's certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// The client port's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to; when set, TLS
+    /// clients must present a certificate.
+    pub tls_client_ca: Option<PathBuf>,
+    /// ACL users, one Redis ACL rule line each:
+    /// `user NAME on >password ~pattern +@read +@write`.
+    pub users: Vec<String>,
     /// Threads serving client connections, each a single-threaded event
     /// loop; 0 (the default) means one per core.
     pub io_threads: usize,
@@ -146,6 +171,14 @@ impl Default for Config {
             requirepass: None,
             partitions: 4096,
             maxclients: 10_000,
+            timeout: 0,
+            client_output_buffer_limit: 0,
+            client_rate_limit: 0,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            users: Vec::new(),
             io_threads: 0,
             proto_max_bulk_len: 512 * 1024 * 1024,
             proto_max_multibulk_len: 1024 * 1024,
@@ -226,6 +259,12 @@ impl Config {
                     .into(),
             });
         }
+        if self.tls_listen.is_some() && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return Err(ConfigError::Invalid {
+                name: "tls-listen",
+                reason: "needs tls-cert and tls-key".into(),
+            });
+        }
         if self.is_cluster() && self.tls_paths().is_none() {
             return Err(ConfigError::Invalid {
                 name: "certs",
@@ -248,6 +287,25 @@ impl Config {
             anti_entropy_interval: Duration::from_millis(self.anti_entropy_interval_ms.max(10)),
             sync_rate: self.sync_rate,
             grace: Duration::from_millis(self.rebalance_grace_ms),
+        }
+    }
+
+    /// The client port's TLS files, when `tls-listen` is set.
+    pub fn client_tls(&self) -> Option<crate::resp::tls::TlsFiles> {
+        self.tls_listen?;
+        Some(crate::resp::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
+    /// Idle timeout, output buffer limit and rate limit of every client.
+    pub fn client_limits(&self) -> crate::resp::limits::ClientLimits {
+        crate::resp::limits::ClientLimits {
+            idle_timeout: (self.timeout > 0).then(|| std::time::Duration::from_secs(self.timeout)),
+            output_buffer: usize::try_from(self.client_output_buffer_limit).unwrap_or(usize::MAX),
+            ops_per_sec: self.client_rate_limit,
         }
     }
 

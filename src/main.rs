@@ -66,6 +66,33 @@ struct ServeArgs {
     /// Maximum simultaneous client connections [default: 10000].
     #[arg(long, value_name = "N")]
     maxclients: Option<usize>,
+    /// Close clients idle this many seconds; 0 = never [default: 0].
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Close a client whose unsent replies exceed this size while it does
+    /// not read; 0 = no limit [default: 0].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    client_output_buffer_limit: Option<u64>,
+    /// Commands per second one client may run; 0 = no limit [default: 0].
+    #[arg(long, value_name = "OPS")]
+    client_rate_limit: Option<u32>,
+    /// RESP-over-TLS address (a second port; --listen keeps serving plain
+    /// RESP) [default: none].
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<std::net::SocketAddr>,
+    /// Certificate chain (PEM) of the TLS client port.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the TLS client port.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// CA bundle (PEM): TLS clients must present a certificate it signed.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// An ACL user, as a Redis rule line (repeatable):
+    /// "user NAME on >password ~pattern +@read +@write".
+    #[arg(long = "user", value_name = "RULES")]
+    users: Vec<String>,
     /// Largest bulk string a client may send [default: 512mb].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     proto_max_bulk_len: Option<u64>,
@@ -139,6 +166,30 @@ impl ServeArgs {
         }
         if let Some(v) = self.maxclients {
             cfg.maxclients = v;
+        }
+        if let Some(v) = self.timeout {
+            cfg.timeout = v;
+        }
+        if let Some(v) = self.client_output_buffer_limit {
+            cfg.client_output_buffer_limit = v;
+        }
+        if let Some(v) = self.client_rate_limit {
+            cfg.client_rate_limit = v;
+        }
+        if self.tls_listen.is_some() {
+            cfg.tls_listen = self.tls_listen;
+        }
+        if self.tls_cert.is_some() {
+            cfg.tls_cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            cfg.tls_key = self.tls_key;
+        }
+        if self.tls_client_ca.is_some() {
+            cfg.tls_client_ca = self.tls_client_ca;
+        }
+        if !self.users.is_empty() {
+            cfg.users = self.users;
         }
         if let Some(v) = self.proto_max_bulk_len {
             cfg.proto_max_bulk_len = v;

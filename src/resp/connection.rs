@@ -9,11 +9,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::codec::{Limits, parse_request};
 use super::commands::execute;
+use super::limits::{RATE_LIMIT_ERROR, RateLimiter, WriteEnd, write_limited};
 use super::reply::Reply;
 use super::state::{ClientMeta, Session, Shared};
 use crate::admin::LocalCommandStats;
@@ -49,27 +50,45 @@ impl Drop for Registered {
 
 /// Serve one accepted connection until the client leaves, a protocol error,
 /// QUIT, or shutdown. The caller already counted it in `connected_clients`.
-pub(crate) async fn serve(shared: Arc<Shared>, mut stream: TcpStream, shutdown: Shutdown) {
-    let id = shared.clients.next_id();
-    let _registered = Registered {
-        shared: shared.clone(),
-        id,
-    };
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, shutdown: Shutdown) {
     let (Ok(addr), Ok(laddr)) = (stream.peer_addr(), stream.local_addr()) else {
+        drop(Registered {
+            id: shared.clients.next_id(),
+            shared,
+        });
         return;
     };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
+    serve_stream(shared, stream, (addr, laddr), shutdown).await;
+}
+
+/// Like [`serve`] for any byte stream (a TLS session over an accepted TCP
+/// socket); `addrs` are the peer's and our own socket addresses.
+pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    addrs: (std::net::SocketAddr, std::net::SocketAddr),
+    shutdown: Shutdown,
+) {
+    let id = shared.clients.next_id();
+    let _registered = Registered {
+        shared: shared.clone(),
+        id,
+    };
+    let (addr, laddr) = addrs;
     let meta = Arc::new(ClientMeta::new(id, addr, laddr));
     shared.clients.insert(meta.clone());
     tracing::debug!(client = id, %addr, "client connected");
+    let limiter = RateLimiter::new(shared.client_limits.ops_per_sec, Instant::now());
     let mut conn = Conn {
         session: Session::new(meta, shared.secret.is_some()),
         shared,
         rbuf: BytesMut::with_capacity(BUF_SIZE),
         wbuf: BytesMut::with_capacity(BUF_SIZE),
         args: Vec::new(),
+        limiter,
         timings: LocalCommandStats::default(),
     };
     let end = conn.run(&mut stream, &shutdown).await;
@@ -88,6 +107,8 @@ struct Conn {
     wbuf: BytesMut,
     /// The current request's arguments (reused).
     args: Vec<Bytes>,
+    /// The per-client rate limit (`client-rate-limit`).
+    limiter: RateLimiter,
     /// Calls and latencies of this batch, flushed to the server's
     /// per-command histograms at its end.
     timings: LocalCommandStats,
@@ -102,7 +123,11 @@ enum Next {
 }
 
 impl Conn {
-    async fn run(&mut self, stream: &mut TcpStream, shutdown: &Shutdown) -> &'static str {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        shutdown: &Shutdown,
+    ) -> &'static str {
         loop {
             let next = match self.process(stream, shutdown).await {
                 Ok(n) => n,
@@ -124,6 +149,11 @@ impl Conn {
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => return "shutdown",
+                _ = self.shared.client_limits.idle() => {
+                    self.shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(client = self.session.meta.id, "closing idle client (timeout)");
+                    return "idle timeout";
+                }
                 r = stream.read_buf(&mut self.rbuf) => match r {
                     Ok(0) => return "closed by client",
                     Ok(n) => {
@@ -136,9 +166,9 @@ impl Conn {
     }
 
     /// Execute every complete request in the read buffer.
-    async fn process(
+    async fn process<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         shutdown: &Shutdown,
     ) -> Result<Next, &'static str> {
         let mut done = 0u64;
@@ -160,6 +190,16 @@ impl Conn {
                         .last_cmd
                         .store(usize::MAX, Ordering::Relaxed);
                     let mut reply = Reply::new(&mut self.wbuf, self.session.proto);
+                    if !self.limiter.allow(Instant::now()) {
+                        self.shared
+                            .stats
+                            .rate_limited
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(client = self.session.meta.id, "rate limited");
+                        reply.error(RATE_LIMIT_ERROR);
+                        done += 1;
+                        continue;
+                    }
                     let deferred = execute(&mut self.session, &self.shared, &self.args, &mut reply);
                     if let Some(fut) = deferred {
                         // Runs elsewhere (a cluster peer): wait for its reply
@@ -217,9 +257,9 @@ impl Conn {
     }
 
     /// Write every pending reply (one write per batch).
-    async fn flush(
+    async fn flush<S: AsyncWrite + Unpin>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         shutdown: &Shutdown,
     ) -> Result<(), &'static str> {
         if self.wbuf.is_empty() {
@@ -228,7 +268,19 @@ impl Conn {
         tokio::select! {
             biased;
             _ = shutdown.wait() => return Err("shutdown"),
-            r = stream.write_all(&self.wbuf) => r.map_err(|_| "write error")?,
+            r = write_limited(stream, &self.wbuf, self.shared.client_limits.output_buffer) => match r {
+                Ok(()) => {}
+                Err(WriteEnd::Io) => return Err("write error"),
+                Err(WriteEnd::OverLimit) => {
+                    self.shared.stats.output_limit_disconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        client = self.session.meta.id,
+                        pending = self.wbuf.len(),
+                        "closing client: output buffer limit reached (it does not read its replies)"
+                    );
+                    return Err("output buffer limit");
+                }
+            },
         }
         let n = self.wbuf.len() as u64;
         self.shared

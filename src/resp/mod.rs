@@ -8,6 +8,8 @@
 //! - `state`: what connections share (counters, clients) and a session.
 //! - `connection`: one client's read-parse-execute-write loop.
 //! - [`server`]: the listener, connection tasks and the cron.
+//! - [`tls`]: the client port's TLS configuration (`--tls-listen`).
+//! - [`limits`]: idle timeout, output buffer limit, rate limit.
 //! - [`clock`]: wall clock or a manual clock for tests.
 //!
 //! # Life of a request
@@ -38,9 +40,11 @@ mod connection;
 pub mod glob;
 pub mod hook;
 mod io_threads;
+pub mod limits;
 pub mod reply;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock, system_clock};
 pub use server::Server;

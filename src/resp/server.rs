@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use super::clock::{Clock, system_clock};
@@ -36,6 +37,8 @@ const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 pub struct Server {
     /// The listening socket.
     listener: TcpListener,
+    /// The TLS port (`tls-listen`) and its handshake configuration.
+    tls: Option<(TcpListener, TlsAcceptor)>,
     /// State every connection shares.
     shared: Arc<Shared>,
 }
@@ -55,6 +58,15 @@ impl Server {
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(cfg.listen).await?;
         let local_addr = listener.local_addr()?;
+        let tls = match (cfg.tls_listen, cfg.client_tls()) {
+            (Some(addr), Some(files)) => {
+                let acceptor = super::tls::acceptor(&files).map_err(std::io::Error::other)?;
+                let l = TcpListener::bind(addr).await?;
+                tracing::info!(addr = %l.local_addr()?, client_certs = files.client_ca.is_some(), "RESP TLS listening");
+                Some((l, acceptor))
+            }
+            _ => None,
+        };
         let shared = Shared {
             store,
             clock,
@@ -76,10 +88,12 @@ impl Server {
             clients: ClientRegistry::default(),
             started: Instant::now(),
             hook: OnceLock::new(),
+            client_limits: cfg.client_limits(),
         };
         tracing::info!(addr = %local_addr, "RESP server listening");
         Ok(Server {
             listener,
+            tls,
             shared: Arc::new(shared),
         })
     }
@@ -95,6 +109,11 @@ impl Server {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// The bound TLS address (`tls-listen`), if any.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The state every connection shares (counters for the admin endpoint).
@@ -120,6 +139,16 @@ impl Server {
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
+                r = accept_tls(&self.tls) => match r {
+                    Ok((stream, addr)) => self.admit_tls(stream, addr, &io, &shutdown),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS accept failed");
+                        tokio::select! {
+                            _ = shutdown.wait() => break,
+                            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        }
+                    }
+                },
                 r = self.listener.accept() => match r {
                     Ok((stream, addr)) => self.admit(stream, addr, &io, &shutdown),
                     Err(e) => {
@@ -134,18 +163,15 @@ impl Server {
             }
         }
         drop(self.listener);
+        drop(self.tls);
         io.join().await;
         tasks.join_all().await;
         tracing::info!("RESP server stopped");
     }
 
-    fn admit(
-        &self,
-        stream: tokio::net::TcpStream,
-        addr: SocketAddr,
-        io: &IoThreads,
-        shutdown: &Shutdown,
-    ) {
+    /// Count a new connection; `false` (after telling the client) when it
+    /// is over `maxclients`.
+    fn count_in(&self, stream: &tokio::net::TcpStream, addr: SocketAddr, plain: bool) -> bool {
         let stats = &self.shared.stats;
         stats
             .total_connections_received
@@ -155,10 +181,63 @@ impl Server {
             stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
             stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%addr, "refused: max number of clients reached");
-            // A fresh socket's send buffer is empty: this write does not block.
-            let _ = stream.try_write(MAX_CLIENTS_REPLY);
+            if plain {
+                // A fresh socket's send buffer is empty: this write does not block.
+                let _ = stream.try_write(MAX_CLIENTS_REPLY);
+            }
+            return false;
+        }
+        true
+    }
+
+    /// A connection on the TLS port: handshake on an I/O thread (bounded
+    /// by [`HANDSHAKE_TIMEOUT`](super::tls::HANDSHAKE_TIMEOUT)), then the
+    /// same connection loop as plain TCP.
+    fn admit_tls(
+        &self,
+        stream: tokio::net::TcpStream,
+        addr: SocketAddr,
+        io: &IoThreads,
+        shutdown: &Shutdown,
+    ) {
+        let Some((_, acceptor)) = &self.tls else {
+            return;
+        };
+        if !self.count_in(&stream, addr, false) {
             return;
         }
+        let stats = &self.shared.stats;
+        let (std_stream, laddr) = match (stream.local_addr(), stream.into_std()) {
+            (Ok(laddr), Ok(s)) => (s, laddr),
+            _ => {
+                stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(%addr, "cannot hand the TLS connection over");
+                return;
+            }
+        };
+        let shared = self.shared.clone();
+        let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
+        io.deal(Box::new(move || {
+            let span = tracing::debug_span!("client", %addr, tls = true);
+            Some(Box::pin(
+                tls_connection(shared, acceptor, std_stream, (addr, laddr), shutdown)
+                    .instrument(span),
+            ))
+        }));
+    }
+
+    fn admit(
+        &self,
+        stream: tokio::net::TcpStream,
+        addr: SocketAddr,
+        io: &IoThreads,
+        shutdown: &Shutdown,
+    ) {
+        if !self.count_in(&stream, addr, true) {
+            return;
+        }
+        let stats = &self.shared.stats;
         // Move the socket to an I/O thread: it re-registers there.
         let std_stream = match stream.into_std() {
             Ok(s) => s,
@@ -174,15 +253,80 @@ impl Server {
             let stream = match tokio::net::TcpStream::from_std(std_stream) {
                 Ok(s) => s,
                 Err(e) => {
-                    shared.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .connected_clients
+                        .fetch_sub(1, Ordering::Relaxed);
                     tracing::debug!(%addr, error = %e, "cannot register the connection");
                     return None;
                 }
             };
             let span = tracing::debug_span!("client", %addr);
-            Some(Box::pin(connection::serve(shared, stream, shutdown).instrument(span)))
+            Some(Box::pin(
+                connection::serve(shared, stream, shutdown).instrument(span),
+            ))
         }));
     }
+}
+
+/// Accept on the TLS port, or never when there is none.
+async fn accept_tls(
+    tls: &Option<(TcpListener, TlsAcceptor)>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match tls {
+        Some((l, _)) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One TLS client: register the socket on this I/O thread, handshake,
+/// serve. The caller counted it in `connected_clients`.
+async fn tls_connection(
+    shared: Arc<Shared>,
+    acceptor: TlsAcceptor,
+    std_stream: std::net::TcpStream,
+    addrs: (SocketAddr, SocketAddr),
+    shutdown: Shutdown,
+) {
+    let failed = |shared: &Shared, why: &str| {
+        shared
+            .stats
+            .connected_clients
+            .fetch_sub(1, Ordering::Relaxed);
+        shared
+            .stats
+            .tls_handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(addr = %addrs.0, reason = why, "TLS handshake failed");
+    };
+    let stream = match tokio::net::TcpStream::from_std(std_stream) {
+        Ok(s) => s,
+        Err(e) => {
+            shared
+                .stats
+                .connected_clients
+                .fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "cannot register the TLS connection");
+            return;
+        }
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    let handshake = tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+    let tls = tokio::select! {
+        biased;
+        _ = shutdown.wait() => {
+            shared.stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        r = handshake => match r {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return failed(&shared, &e.to_string()),
+            Err(_) => return failed(&shared, "timed out"),
+        },
+    };
+    connection::serve_stream(shared, tls, addrs, shutdown).await;
 }
 
 /// Active expiry and ops/sec sampling, ~10 times a second.

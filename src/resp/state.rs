@@ -39,6 +39,8 @@ pub struct Shared {
     /// The cluster router, when this server is a cluster peer (set once,
     /// before serving). Absent: standalone, everything runs here.
     pub hook: OnceLock<Arc<dyn ClusterHook>>,
+    /// Idle timeout, output buffer limit and rate limit of every client.
+    pub client_limits: super::limits::ClientLimits,
 }
 
 impl Shared {
@@ -82,6 +84,14 @@ pub struct ServerStats {
     pub protocol_errors: AtomicU64,
     /// Clients connected now.
     pub connected_clients: AtomicUsize,
+    /// Clients closed for being idle longer than `timeout`.
+    pub idle_timeouts: AtomicU64,
+    /// Clients closed for exceeding the output buffer limit.
+    pub output_limit_disconnects: AtomicU64,
+    /// Commands refused by the per-client rate limit.
+    pub rate_limited: AtomicU64,
+    /// TLS handshakes on the client port that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
     /// Store counters at the last CONFIG RESETSTAT.
     pub baseline: Mutex<StoreStats>,
     /// Recent ops/sec samples (instantaneous_ops_per_sec).
