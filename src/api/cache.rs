@@ -154,6 +154,31 @@ impl<K, V> Cache<K, V> {
         self
     }
 
+    /// Like [`Cache::with_near_cache`], but a copy is kept only while its
+    /// key is read on this node more than `threshold` times per second
+    /// (a decaying top-k sketch, [`crate::api::hot::HotKeys`], counts the
+    /// reads): one hot key's reads stay here instead of pinning its owner,
+    /// and cold keys are always read from the owner.
+    pub fn with_hot_near_cache(mut self, capacity: usize, ttl: Duration, threshold: f64) -> Self {
+        let cfg = crate::api::hot::HotKeysConfig {
+            threshold,
+            sample_every: 1,
+            ..Default::default()
+        };
+        self.near = Some(Arc::new(Near::hot_only(capacity, ttl, cfg)));
+        self
+    }
+
+    /// The hottest keys read through this cache on this node (stored key,
+    /// estimated reads per second), when the near cache admits by heat.
+    pub fn hot_keys(&self, n: usize) -> Vec<crate::api::hot::HotKey> {
+        self.near
+            .as_ref()
+            .and_then(|near| near.hot_keys())
+            .map(|h| h.top(n, std::time::Instant::now()))
+            .unwrap_or_default()
+    }
+
     /// The near cache's counters, when enabled.
     pub fn near_stats(&self) -> Option<NearStats> {
         self.near.as_ref().map(|n| n.stats())
@@ -286,6 +311,23 @@ where
     /// The value of `key` (`None` when absent or a negative entry).
     pub async fn get(&self, key: &K) -> Result<Option<V>, Error> {
         self.get_raw(self.key(key)?).await
+    }
+
+    /// The value of `key` read from its owner even when the near cache
+    /// holds a copy (the per-read opt-out of the near cache); the copy is
+    /// replaced with what the owner returned.
+    pub async fn get_fresh(&self, key: &K) -> Result<Option<V>, Error> {
+        let full = self.key(key)?;
+        match self.node.get(full.clone()).await? {
+            Some(raw) => {
+                self.remember(full, &raw);
+                decode(&raw)
+            }
+            None => {
+                self.forget(&full);
+                Ok(None)
+            }
+        }
     }
 
     async fn get_raw(&self, full: Bytes) -> Result<Option<V>, Error> {

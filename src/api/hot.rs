@@ -139,7 +139,9 @@ impl HotKeys {
     /// atomic increment.
     pub fn record(&self, key: &[u8], now: Instant) {
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
-        if n % self.cfg.sample_every != 0 {
+        // Mix the sequence number so periodic traffic (say, every fourth
+        // request a cold key) cannot line up with the sampling period.
+        if mix(n) % self.cfg.sample_every != 0 {
             return;
         }
         self.sampled.fetch_add(1, Ordering::Relaxed);
@@ -244,6 +246,14 @@ impl HotKeys {
     }
 }
 
+/// splitmix64's finaliser: a fixed, well-spread function of `n`.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,11 +322,26 @@ mod tests {
     fn unsampled_requests_do_not_touch_the_sketch() {
         let h = sketch(8, 100, 1.0);
         let now = Instant::now();
-        for _ in 0..1000 {
+        for _ in 0..100_000 {
             h.record(b"k", now);
         }
         let st = h.stats();
-        assert_eq!(st.seen, 1000);
-        assert_eq!(st.sampled, 10);
+        assert_eq!(st.seen, 100_000);
+        assert!((500..2000).contains(&st.sampled), "sampled {}", st.sampled);
+    }
+
+    #[test]
+    fn periodic_traffic_does_not_alias_with_the_sampling_period() {
+        // Every fourth request is a cold key; one in 16 is sampled.
+        let h = sketch(16, 16, 1.0);
+        let now = Instant::now();
+        for i in 0..100_000u64 {
+            if i % 4 == 0 {
+                h.record(format!("cold-{i}").as_bytes(), now);
+            } else {
+                h.record(b"hot", now);
+            }
+        }
+        assert_eq!(h.top(1, now)[0].key, Bytes::from_static(b"hot"));
     }
 }

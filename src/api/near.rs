@@ -5,7 +5,10 @@
 //! second by default), consulted before a read goes to the key's owner, so
 //! a hot key's reads stay on the reading node. Writes, deletes and
 //! invalidations made *through this cache on this node* drop the local
-//! copy at once.
+//! copy at once. Optionally only *hot* keys are kept: every lookup is
+//! counted in a [`HotKeys`] sketch and a copy is admitted only while its
+//! key's read rate here is above a threshold, so cold keys never take
+//! space or risk staleness.
 //!
 //! # What it must not do
 //! Pretend to be coherent: a write made on another node is seen here only
@@ -19,6 +22,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
+
+use super::hot::{HotKeys, HotKeysConfig};
 
 /// Default TTL of a near copy.
 pub const DEFAULT_NEAR_TTL: Duration = Duration::from_secs(1);
@@ -46,6 +51,8 @@ pub(crate) struct Near {
     hits: AtomicU64,
     /// See [`NearStats::misses`].
     misses: AtomicU64,
+    /// Admission by read rate, when only hot keys are kept.
+    hot: Option<HotKeys>,
 }
 
 impl Near {
@@ -56,7 +63,22 @@ impl Near {
             ttl,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            hot: None,
         }
+    }
+
+    /// A near cache that keeps copies only of keys read here at more than
+    /// `cfg.threshold` reads per second.
+    pub(crate) fn hot_only(capacity: usize, ttl: Duration, cfg: HotKeysConfig) -> Near {
+        Near {
+            hot: Some(HotKeys::new(cfg)),
+            ..Near::new(capacity, ttl)
+        }
+    }
+
+    /// The sketch of read rates, when admission is by heat.
+    pub(crate) fn hot_keys(&self) -> Option<&HotKeys> {
+        self.hot.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, (Instant, Bytes)>> {
@@ -66,6 +88,9 @@ impl Near {
     /// The local copy of `key`, if fresh.
     pub(crate) fn get(&self, key: &Bytes) -> Option<Bytes> {
         let now = Instant::now();
+        if let Some(hot) = &self.hot {
+            hot.record(key, now.into_std());
+        }
         let mut map = self.lock();
         match map.get(key) {
             Some((expires, v)) if *expires > now => {
@@ -88,6 +113,11 @@ impl Near {
     /// first, then an arbitrary one.
     pub(crate) fn put(&self, key: Bytes, value: Bytes) {
         let now = Instant::now();
+        if let Some(hot) = &self.hot
+            && !hot.is_hot(&key, now.into_std())
+        {
+            return;
+        }
         let mut map = self.lock();
         if map.len() >= self.capacity && !map.contains_key(&key) {
             map.retain(|_, (expires, _)| *expires > now);
@@ -128,6 +158,34 @@ mod tests {
         assert_eq!(near.get(&k), None);
         assert_eq!(near.stats().hits, 1);
         assert_eq!(near.stats().misses, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hot_only_near_cache_keeps_hot_keys_and_declines_cold_ones() {
+        let cfg = HotKeysConfig {
+            capacity: 8,
+            sample_every: 1,
+            half_life: Duration::from_secs(1),
+            threshold: 100.0,
+        };
+        let near = Near::hot_only(10, Duration::from_secs(1), cfg);
+        let hot = Bytes::from_static(b"hot");
+        let cold = Bytes::from_static(b"cold");
+        // 200 reads of `hot` within 100 ms: about 2000 reads per second.
+        for _ in 0..20 {
+            for _ in 0..10 {
+                let _ = near.get(&hot);
+            }
+            tokio::time::advance(Duration::from_millis(5)).await;
+        }
+        let _ = near.get(&cold);
+        near.put(hot.clone(), Bytes::from_static(b"v"));
+        near.put(cold.clone(), Bytes::from_static(b"v"));
+        assert_eq!(near.get(&hot), Some(Bytes::from_static(b"v")));
+        assert_eq!(near.get(&cold), None);
+        assert_eq!(near.stats().entries, 1);
+        let top = near.hot_keys().map(|h| h.top(1, Instant::now().into_std()));
+        assert_eq!(top.map(|t| t[0].key.clone()), Some(hot));
     }
 
     #[tokio::test(start_paused = true)]
