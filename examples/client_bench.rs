@@ -4,10 +4,12 @@
 //! forwards the two thirds of keys it does not own.
 //!
 //! ```text
-//! cargo run --release --example client_bench -- [tasks] [seconds] [keys]
+//! cargo run --release --example client_bench -- [tasks] [seconds] [keys] [replicas]
 //! ```
 //! Defaults: 32 tasks, 5 s per mode, 10 000 keys, 90 % GET / 10 % SET of
-//! 100-byte values. The three nodes run in this process over QUIC + mTLS
+//! 100-byte values, R = 1 (so the comparison is routing alone; the
+//! `forwards` column counts the router's plain forwards, which R > 1
+//! replaces with its failover path and does not count). The three nodes run in this process over QUIC + mTLS
 //! on loopback (certificates from a throw-away CA), so client and nodes
 //! share the machine's cores: compare the two modes with each other, not
 //! with other benchmarks.
@@ -29,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let tasks = arg(1, 32) as usize;
     let secs = arg(2, 5);
     let keys = arg(3, 10_000);
+    let replicas = arg(4, 1) as u32;
 
     let certs = tempfile::tempdir()?;
     shoal::certs::init_ca(certs.path(), "shoal", false)?;
@@ -40,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
             .name(&name)
             .gossip(SocketAddr::new(LOCAL, 0))
             .resp(SocketAddr::new(LOCAL, 0))
+            .replicas(replicas)
             .certs(certs.path());
         if let Some(seed) = nodes
             .first()
@@ -75,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let forwarded = Client::builder([seed]).routing(false).connect().await?;
 
-    println!("3 nodes in-process, {tasks} tasks, {secs} s per mode, {keys} keys, 90% GET");
+    println!(
+        "3 nodes in-process (R = {replicas}), {tasks} tasks, {secs} s per mode, {keys} keys, 90% GET"
+    );
     println!(
         "{:<10} {:>10} {:>9} {:>9} {:>9} {:>11}",
         "mode", "ops/s", "p50 us", "p99 us", "p999 us", "forwards"

@@ -1,16 +1,41 @@
 //! The thin client against a real cluster (QUIC + mTLS on loopback):
 //! keys go straight to their primaries (no node forwards), the typed view
 //! shares entries with embedded caches' scheme, and the client follows a
-//! membership change.
+//! membership change. The clusters run with R = 1 so that every forward
+//! goes through the router's plain forwarding path and is counted in
+//! `RouterStats::forwarded` (with R > 1 forwards take the failover path).
 
 mod cluster_common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cluster_common::{Pki, converge, node_config, start_cluster, stop};
+use cluster_common::{Pki, converge, node_config, stop};
 use shoal::api::Client;
+use shoal::config::Config;
 use shoal::node::Node;
+
+/// A node's config with one copy of each key.
+fn config(pki: &Pki, name: &str, seed: Option<std::net::SocketAddr>) -> Config {
+    pki.issue(name);
+    Config {
+        replicas: 1,
+        ..node_config(pki.path(), name, seed)
+    }
+}
+
+/// Start `n` nodes named `node-1..n` (R = 1) joining through node-1.
+async fn start_cluster(pki: &Pki, n: usize) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 1..=n {
+        let seed = nodes.first().and_then(|n| n.gossip_addr());
+        let node = Node::start(config(pki, &format!("node-{i}"), seed))
+            .await
+            .expect("node starts");
+        nodes.push(node);
+    }
+    nodes
+}
 
 /// Commands forwarded by every node so far.
 fn forwarded(nodes: &[Node]) -> u64 {
@@ -112,9 +137,8 @@ async fn the_client_follows_a_join_and_survives_a_departure() {
         .expect("client connects");
     until_routable(&client, 2, Duration::from_secs(20)).await;
 
-    pki.issue("node-3");
     let seed = nodes[0].gossip_addr();
-    let third = Node::start(node_config(pki.path(), "node-3", seed))
+    let third = Node::start(config(&pki, "node-3", seed))
         .await
         .expect("node-3 starts");
     nodes.push(third);
