@@ -8,6 +8,7 @@
 //! - `state`: what connections share (counters, clients) and a session.
 //! - `connection`: one client's read-parse-execute-write loop.
 //! - [`server`]: the listener, connection tasks and the cron.
+//! - [`acl`]: ACL users and the permission check.
 //! - [`tls`]: the client port's TLS configuration (`--tls-listen`).
 //! - [`limits`]: idle timeout, output buffer limit, rate limit.
 //! - [`clock`]: wall clock or a manual clock for tests.
@@ -33,6 +34,7 @@
 //! Know where keys live beyond the local [`Store`](crate::store::Store):
 //! routing to owners belongs to `cluster`.
 
+pub mod acl;
 pub mod clock;
 pub mod codec;
 pub mod commands;

@@ -56,6 +56,7 @@ impl Server {
         store: Arc<Store>,
         clock: Clock,
     ) -> std::io::Result<Server> {
+        let acl = super::acl::Acl::parse(&cfg.users).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(cfg.listen).await?;
         let local_addr = listener.local_addr()?;
         let tls = match (cfg.tls_listen, cfg.client_tls()) {
@@ -89,6 +90,7 @@ impl Server {
             started: Instant::now(),
             hook: OnceLock::new(),
             client_limits: cfg.client_limits(),
+            acl,
         };
         tracing::info!(addr = %local_addr, "RESP server listening");
         Ok(Server {

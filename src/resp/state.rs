@@ -41,6 +41,8 @@ pub struct Shared {
     pub hook: OnceLock<Arc<dyn ClusterHook>>,
     /// Idle timeout, output buffer limit and rate limit of every client.
     pub client_limits: super::limits::ClientLimits,
+    /// ACL users besides `default` (config `users`).
+    pub acl: super::acl::Acl,
 }
 
 impl Shared {
@@ -92,6 +94,8 @@ pub struct ServerStats {
     pub rate_limited: AtomicU64,
     /// TLS handshakes on the client port that failed or timed out.
     pub tls_handshake_failures: AtomicU64,
+    /// Commands refused by ACL rules (-NOPERM).
+    pub acl_denied: AtomicU64,
     /// Store counters at the last CONFIG RESETSTAT.
     pub baseline: Mutex<StoreStats>,
     /// Recent ops/sec samples (instantaneous_ops_per_sec).
@@ -292,6 +296,8 @@ pub struct Session {
     pub authenticated: bool,
     /// Set by QUIT (and fatal errors): flush replies, then close.
     pub closing: bool,
+    /// The ACL user authenticated as; `None`: `default` (all permissions).
+    pub user: Option<Arc<super::acl::User>>,
 }
 
 impl Session {
@@ -302,6 +308,7 @@ impl Session {
             proto: Proto::Resp2,
             authenticated: !needs_auth,
             closing: false,
+            user: None,
         }
     }
 

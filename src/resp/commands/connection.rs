@@ -179,22 +179,28 @@ fn echo(_: &mut Session, _: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> C
     Ok(())
 }
 
-/// Check a user/password pair; only the `default` user exists.
+/// Check a user/password pair: `default` (the `requirepass` password) or
+/// a configured ACL user.
 fn check_credentials(
     session: &mut Session,
     shared: &Shared,
     user: &[u8],
     pass: &[u8],
 ) -> CmdResult {
-    let ok = user == b"default"
-        && match &shared.secret {
+    let found = if user == b"default" {
+        let ok = match &shared.secret {
             Some(secret) => secret.verify(pass),
             None => true,
         };
-    if !ok {
+        ok.then_some(None)
+    } else {
+        shared.acl.authenticate(user, pass).map(Some)
+    };
+    let Some(acl_user) = found else {
         tracing::debug!(client = session.meta.id, "authentication failed");
         return Err(CmdError::WrongPass);
-    }
+    };
+    session.user = acl_user;
     session.authenticated = true;
     Ok(())
 }
@@ -326,6 +332,7 @@ fn reset(session: &mut Session, shared: &Shared, _: &[Bytes], reply: &mut Reply<
     session.set_proto(Proto::Resp2);
     reply.set_proto(Proto::Resp2);
     session.authenticated = shared.secret.is_none();
+    session.user = None;
     session.meta.with_names(|n| n.name.clear());
     reply.simple("RESET");
     Ok(())

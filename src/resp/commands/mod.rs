@@ -227,6 +227,7 @@ fn table() -> &'static Table {
             server::COMMANDS,
             command::COMMANDS,
             shoal::COMMANDS,
+            crate::resp::acl::COMMANDS,
         ]
         .into_iter()
         .flatten()
@@ -286,6 +287,13 @@ pub fn execute(
         Err(CmdError::WrongArity(spec.name.to_string()))
     } else if !session.authenticated && !spec.has(Flag::NoAuth) {
         Err(CmdError::NoAuth)
+    } else if let Err(e) = crate::resp::acl::check(session, spec, args) {
+        shared
+            .stats
+            .acl_denied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(client = session.meta.id, command = spec.name, "ACL denied");
+        Err(e)
     } else {
         session
             .meta
