@@ -77,16 +77,21 @@ async fn dead_primary_is_replaced_and_no_acknowledged_write_is_lost() {
         let got: Option<String> = con.get(key).await.expect("GET");
         assert_eq!(got.as_deref(), Some(value.as_str()), "{key} lost");
     }
-    let info: String = redis::cmd("INFO")
-        .arg("cluster")
-        .query_async(&mut con)
-        .await
-        .expect("INFO");
-    assert!(
-        info.contains("cluster_partitions_underreplicated:0"),
-        "{info}"
-    );
-    assert!(info.contains("cluster_ready:1"), "{info}");
+    // Readiness travels in gossip metadata: wait for it to settle.
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut con)
+            .await
+            .expect("INFO");
+        if info.contains("cluster_partitions_underreplicated:0") && info.contains("cluster_ready:1")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never healed: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let survivors: Vec<Node> = nodes
         .into_iter()
         .enumerate()

@@ -401,6 +401,7 @@ impl Router {
             local: false,
             args: args.clone(),
         };
+        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         match self.send(st, owner, &req).await {
             Ok(Response::Reply(bytes)) => return bytes,
             Ok(Response::WrongOwner { .. }) => {
