@@ -71,6 +71,11 @@ async fn acknowledged_writes_are_on_every_replica() {
         );
     }
     converge(&all, LIMIT).await;
+    // Every key is on two nodes but counts once: 199 keys plus the counter.
+    assert_eq!(command(&nodes[0], &[b"DBSIZE"]).await, ":200\r\n");
+    let router = nodes[1].router().expect("cluster").clone();
+    let (keys, _) = shoal::resp::hook::ClusterHook::keyspace(router).await;
+    assert_eq!(keys, 200, "INFO keyspace counts each key once");
 }
 
 #[tokio::test(start_paused = true)]

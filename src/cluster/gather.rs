@@ -332,8 +332,7 @@ async fn scan(
 /// Keys and keys-with-TTL summed over every active member.
 pub(crate) async fn keyspace(router: Arc<Router>) -> (u64, u64) {
     let st = router.current();
-    let own = router.store.stats();
-    let (mut keys, mut expires) = (own.keys, own.keys_with_ttl);
+    let (mut keys, mut expires) = router.keyspace_share();
     let mut set = JoinSet::new();
     for m in st.active_members() {
         if *m == st.me {

@@ -461,6 +461,22 @@ impl Router {
         self.execute_here(args, proto)
     }
 
+    /// This node's share of INFO keyspace: with replication on, the keys
+    /// (and keys with a TTL) of the partitions it is primary for, so each
+    /// key counts once; else every key it holds.
+    pub(crate) fn keyspace_share(&self) -> (u64, u64) {
+        let st = self.current();
+        if self.replicating(&st).is_none() {
+            let s = self.store.stats();
+            return (s.keys, s.keys_with_ttl);
+        }
+        st.ring
+            .partition_ids()
+            .filter(|p| *st.primary(*p) == st.me)
+            .map(|p| self.store.partition_counts(p))
+            .fold((0, 0), |(k, e), (pk, pe)| (k + pk, e + pe))
+    }
+
     /// Keep, in a KEYS or SCAN reply, only the keys of partitions this node
     /// is primary for (every replica holds a copy; each key is listed once).
     fn own_keys_only(&self, st: &ClusterState, reply: Bytes, proto: Proto) -> Bytes {

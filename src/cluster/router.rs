@@ -282,11 +282,8 @@ impl Router {
             | Request::Buckets { .. }
             | Request::Repair { .. } => super::replication::serve(&self, req).await,
             Request::Keyspace => {
-                let s = self.store.stats();
-                Response::Keyspace {
-                    keys: s.keys,
-                    expires: s.keys_with_ttl,
-                }
+                let (keys, expires) = self.keyspace_share();
+                Response::Keyspace { keys, expires }
             }
             Request::Flight(req) => {
                 let exec = crate::api::exec::Exec::Cluster(self.clone());

@@ -335,6 +335,14 @@ impl Store {
         })
     }
 
+    /// Live keys and keys with a TTL held in `partition`.
+    pub fn partition_counts(&self, partition: PartitionId) -> (u64, u64) {
+        self.parts.get(partition.0 as usize).map_or((0, 0), |l| {
+            let part = l.lock().unwrap_or_else(|e| e.into_inner());
+            (u64::from(part.live), u64::from(part.with_ttl))
+        })
+    }
+
     /// Remove every key and tombstone of `partition` (this node no longer
     /// holds it). Returns the number of live keys dropped.
     pub fn drop_partition(&self, partition: PartitionId) -> u64 {
