@@ -419,6 +419,13 @@ impl Router {
         let Some(p) = first_partition(st, spec, &args) else {
             return error_bytes(proto, &format!("TRYAGAIN owner {owner} unreachable"));
         };
+        // Only a command whose keys share one partition fails over: another
+        // partition may have other replicas, and the acting primary would
+        // keep a stray copy of a partition it does not hold.
+        let parts = st.ring.partitions();
+        if spec.keys(&args).any(|k| partition_of(k, parts) != p) {
+            return error_bytes(proto, &format!("TRYAGAIN owner {owner} unreachable"));
+        }
         for next in st.ring.replicas(p).iter().filter(|r| *r != owner) {
             repl.stats.failovers.fetch_add(1, Ordering::Relaxed);
             if *next == st.me {
