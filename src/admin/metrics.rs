@@ -117,6 +117,10 @@ impl Collector for NodeCollector {
         let mut rejected = vec![
             ("protocol_error", load(&st.protocol_errors)),
             ("maxclients", load(&st.rejected_connections)),
+            ("idle_timeout", load(&st.idle_timeouts)),
+            ("output_buffer_limit", load(&st.output_limit_disconnects)),
+            ("rate_limited", load(&st.rate_limited)),
+            ("acl_denied", load(&st.acl_denied)),
             ("peer_request_refused", refused_peers),
         ];
         if let Some(c) = &s.cluster {
@@ -132,11 +136,18 @@ impl Collector for NodeCollector {
                 }
             }
         }
+        counter(
+            &mut e,
+            "shoal_client_tls_handshake_failures",
+            "TLS handshakes on the client (RESP) port that failed or timed out.",
+            load(&st.tls_handshake_failures),
+        )?;
         counters(
             &mut e,
             "shoal_rejected_inputs",
             "Inputs refused, by reason: client protocol errors, connections over maxclients, \
-             refused peer requests, oversize frames, refused gossip packets.",
+             client limits (idle, output buffer, rate), ACL denials, refused peer requests, \
+             oversize frames, refused gossip packets.",
             "reason",
             &rejected,
         )?;
