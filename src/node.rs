@@ -319,6 +319,7 @@ async fn start_cluster(
         Some((t, rx)) => (t, None, rx),
         None => {
             let (q, rx) = bind_quic(cfg, &name)?;
+            watch_certs(cfg, &q, shutdown);
             (q.clone() as Arc<dyn Transport>, Some(q), rx)
         }
     };
@@ -379,6 +380,23 @@ async fn start_cluster(
         quic,
         router,
     })
+}
+
+/// Reload the node certificate, key and CA bundle when their files change
+/// (polled every 5 s) or on SIGHUP; new QUIC connections use them.
+fn watch_certs(cfg: &Config, q: &Arc<QuicTransport>, shutdown: &Shutdown) {
+    use crate::transport::quic::reload;
+    let Some((ca, cert, key)) = cfg.tls_paths() else {
+        return;
+    };
+    let files = reload::CertFiles { ca, cert, key };
+    match load_node_tls(&files.ca, &files.cert, &files.key) {
+        Ok(tls) => {
+            let poll = Duration::from_secs(5);
+            reload::spawn(q.clone(), files, &tls, poll, shutdown.clone());
+        }
+        Err(e) => tracing::warn!(error = %e, "not watching the certificate files"),
+    }
 }
 
 /// Load the certificates and bind the QUIC endpoint.

@@ -28,6 +28,7 @@
 mod conn;
 mod frame;
 mod peers;
+pub mod reload;
 mod stats;
 mod tls;
 
@@ -138,8 +139,11 @@ struct Inner {
     local_addr: SocketAddr,
     /// Our own node name (from our certificate).
     name: NodeName,
-    /// Client configurations for named peers and seeds.
-    clients: ClientConfigs,
+    /// Client configurations for named peers and seeds (replaced by
+    /// [`QuicTransport::reload_tls`]; each dial clones the current ones).
+    clients: std::sync::RwLock<ClientConfigs>,
+    /// QUIC transport parameters, kept to rebuild TLS configurations.
+    transport_cfg: Arc<quinn::TransportConfig>,
     /// Frame size and deadline.
     limits: Limits,
     /// The connection cache.
@@ -176,7 +180,7 @@ impl QuicTransport {
     pub fn bind(cfg: QuicConfig) -> Result<(Arc<QuicTransport>, IncomingRx), QuicError> {
         let transport = tls::transport_config(cfg.idle_timeout, cfg.keep_alive)?;
         let server = tls::server_config(&cfg.tls, transport.clone())?;
-        let clients = tls::client_configs(&cfg.tls, transport)?;
+        let clients = tls::client_configs(&cfg.tls, transport.clone())?;
         let bind_err = |source| QuicError::Bind {
             addr: cfg.listen,
             source,
@@ -188,7 +192,8 @@ impl QuicTransport {
             endpoint,
             local_addr,
             name: cfg.tls.name.clone(),
-            clients,
+            clients: std::sync::RwLock::new(clients),
+            transport_cfg: transport,
             limits: Limits {
                 max_frame: cfg.max_frame,
                 request_timeout: cfg.request_timeout,
@@ -207,6 +212,27 @@ impl QuicTransport {
     /// The counters (shared; they keep counting).
     pub fn stats(&self) -> Arc<TransportStats> {
         self.inner.stats.clone()
+    }
+
+    /// Use new TLS material (node certificate, key, CA bundle) for every
+    /// connection made or accepted from now on; established connections
+    /// keep theirs. The certificate must carry this node's name.
+    pub fn reload_tls(&self, tls: &NodeTls) -> Result<(), QuicError> {
+        if tls.name != self.inner.name {
+            return Err(QuicError::Config(format!(
+                "new certificate is for {}, this node is {}",
+                tls.name, self.inner.name
+            )));
+        }
+        let server = tls::server_config(tls, self.inner.transport_cfg.clone())?;
+        let clients = tls::client_configs(tls, self.inner.transport_cfg.clone())?;
+        self.inner.endpoint.set_server_config(Some(server));
+        *self
+            .inner
+            .clients
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = clients;
+        Ok(())
     }
 
     /// Our node name, as proven by our certificate.
@@ -415,9 +441,12 @@ fn spawn_dial(inner: &Arc<Inner>, to: PeerAddr) {
 
 /// Connect to `to` and check who answered.
 async fn dial(inner: &Inner, to: &PeerAddr) -> DialResult {
-    let (cfg, server_name) = match &to.name {
-        Some(name) => (inner.clients.named.clone(), name.as_str()),
-        None => (inner.clients.seed.clone(), tls::SEED_SERVER_NAME),
+    let (cfg, server_name) = {
+        let clients = inner.clients.read().unwrap_or_else(|p| p.into_inner());
+        match &to.name {
+            Some(name) => (clients.named.clone(), name.as_str()),
+            None => (clients.seed.clone(), tls::SEED_SERVER_NAME),
+        }
     };
     let connecting = inner
         .endpoint
