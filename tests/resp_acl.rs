@@ -99,3 +99,32 @@ async fn wrong_passwords_and_disabled_users_are_refused_and_default_keeps_requir
     assert_eq!(c.call(&[b"SET", b"any", b"1"]).await, simple("OK"));
     s.stop().await;
 }
+
+#[test]
+fn users_tls_and_limits_load_from_a_toml_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("shoal.toml");
+    let text = r#"
+users = ["user ro on >pw ~app:* +@read", "user rw on >pw2 allkeys +@all"]
+timeout = 30
+client-output-buffer-limit = "1mb"
+client-rate-limit = 1000
+tls-listen = "127.0.0.1:6380"
+tls-cert = "server.crt"
+tls-key = "server.key"
+"#;
+    std::fs::write(&path, text).expect("write");
+    let cfg = shoal::config::Config::from_file(&path).expect("valid config");
+    assert_eq!(cfg.users.len(), 2);
+    let limits = cfg.client_limits();
+    assert_eq!(
+        limits.idle_timeout,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(limits.output_buffer, 1024 * 1024);
+    assert_eq!(limits.ops_per_sec, 1000);
+    assert!(cfg.client_tls().is_some_and(|t| t.client_ca.is_none()));
+    // tls-listen without a certificate is refused.
+    std::fs::write(&path, "tls-listen = \"127.0.0.1:6380\"\n").expect("write");
+    assert!(shoal::config::Config::from_file(&path).is_err());
+}
