@@ -144,6 +144,8 @@ struct Inner {
     clients: std::sync::RwLock<ClientConfigs>,
     /// QUIC transport parameters, kept to rebuild TLS configurations.
     transport_cfg: Arc<quinn::TransportConfig>,
+    /// The certificate watcher's counters, once one is started.
+    cert_watch: std::sync::OnceLock<Arc<reload::CertWatch>>,
     /// Frame size and deadline.
     limits: Limits,
     /// The connection cache.
@@ -194,6 +196,7 @@ impl QuicTransport {
             name: cfg.tls.name.clone(),
             clients: std::sync::RwLock::new(clients),
             transport_cfg: transport,
+            cert_watch: std::sync::OnceLock::new(),
             limits: Limits {
                 max_frame: cfg.max_frame,
                 request_timeout: cfg.request_timeout,
@@ -233,6 +236,12 @@ impl QuicTransport {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = clients;
         Ok(())
+    }
+
+    /// Reloads, refused reloads and the certificate's remaining validity,
+    /// when a [`reload`] watcher runs (for metrics).
+    pub fn cert_watch(&self) -> Option<Arc<reload::CertWatch>> {
+        self.inner.cert_watch.get().cloned()
     }
 
     /// Our node name, as proven by our certificate.

@@ -91,6 +91,9 @@ pub fn spawn(
 ) -> Arc<CertWatch> {
     let watch = Arc::new(CertWatch::default());
     note_expiry(&watch, current, &files.cert);
+    if transport.inner.cert_watch.set(watch.clone()).is_err() {
+        tracing::warn!("a certificate watcher already runs; its counters stay the ones exported");
+    }
     let w = watch.clone();
     tokio::spawn(async move {
         let mut hup = hangup();
