@@ -128,6 +128,10 @@ struct ServeArgs {
     /// Replicas per partition R, the primary included [default: 2].
     #[arg(long, value_name = "R")]
     replicas: Option<u32>,
+    /// Replicas that must apply a write before the client's OK: all (live
+    /// replicas), quorum or one [default: all].
+    #[arg(long, value_name = "all|quorum|one", value_parser = parse_write_ack)]
+    write_ack: Option<shoal::cluster::replication::WriteAck>,
     /// Admin HTTP endpoint (metrics, health, status page), or `off`
     /// [default: 127.0.0.1:9379].
     #[arg(long, value_name = "ADDR|off", value_parser = parse_admin_flag)]
@@ -224,12 +228,20 @@ impl ServeArgs {
         if let Some(v) = self.replicas {
             cfg.replicas = v;
         }
+        if let Some(v) = self.write_ack {
+            cfg.write_ack = v;
+        }
         if let Some(AdminFlag(v)) = self.admin {
             cfg.admin = v;
         }
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+fn parse_write_ack(s: &str) -> Result<shoal::cluster::replication::WriteAck, String> {
+    shoal::cluster::replication::WriteAck::parse(s)
+        .ok_or_else(|| format!("invalid write-ack '{s}' (use all, quorum or one)"))
 }
 
 pub(crate) fn init_logging(level: &str) {
