@@ -110,7 +110,10 @@ async fn after_a_ca_rotation_new_connections_present_the_new_certificate() {
         Duration::from_millis(20),
         shutdown.clone(),
     );
-    assert!(a.cert_watch().is_some(), "the counters are reachable for metrics");
+    assert!(
+        a.cert_watch().is_some(),
+        "the counters are reachable for metrics"
+    );
     // A 10-day certificate is reported as close to expiry.
     let left = watch.expires_in_secs.load(Ordering::Relaxed);
     assert!(left > 0 && left < EXPIRY_WARNING, "{left}");
