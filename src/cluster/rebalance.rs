@@ -55,6 +55,9 @@ const ATTEMPTS: u32 = 3;
 /// How often the task re-checks drops and readiness without a ring change.
 const TICK: Duration = Duration::from_millis(200);
 
+/// Every this many ticks, look for stray partitions (see [`schedule_strays`]).
+const STRAY_SWEEP_TICKS: u64 = 25;
+
 /// One partition to pull.
 #[derive(Debug, Clone)]
 struct Job {
@@ -110,6 +113,7 @@ async fn run(
     let mut drops: HashMap<PartitionId, Instant> = HashMap::new();
     let mut published = true;
     let mut tick = tokio::time::interval(TICK);
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
@@ -125,7 +129,11 @@ async fn run(
             on_ring_change(&repl, &st, &prev, &jobs, &mut drops);
             prev = st.ring.clone();
         }
-        drop_released(&router, &repl, &st, &mut drops);
+        ticks += 1;
+        if ticks % STRAY_SWEEP_TICKS == 0 {
+            schedule_strays(&router, &repl, &st, &mut drops);
+        }
+        drop_released(&router, &repl, &st, &mut drops).await;
         let ready = repl.sync.count() == 0;
         if ready != published {
             published = ready;
@@ -180,29 +188,108 @@ fn on_ring_change(
     drops.retain(|p, _| !st.ring.is_replica(*p, me));
 }
 
+/// Schedule the drop (after merging into the owners) of any partition this
+/// node holds records of without being one of its replicas and that is not
+/// scheduled yet: records can arrive for a partition after it was released
+/// (a pull that finished after the ring moved on, a late replication
+/// message), and nothing else would ever remove them.
+fn schedule_strays(
+    router: &Router,
+    repl: &Replication,
+    st: &ClusterState,
+    drops: &mut HashMap<PartitionId, Instant>,
+) {
+    let at = Instant::now() + repl.cfg.grace;
+    for p in st.ring.partition_ids() {
+        if drops.contains_key(&p) || st.ring.is_replica(p, &st.me) {
+            continue;
+        }
+        let (live, _) = router.store.partition_counts(p);
+        if live > 0 {
+            tracing::debug!(partition = %p, live, "stray copy of a partition this node does not own");
+            drops.insert(p, at);
+        }
+    }
+}
+
 /// Drop released partitions whose grace period is over and that this node
-/// still does not hold.
-fn drop_released(
+/// still does not hold — but first offer their records to the partition's
+/// current replicas (they keep whichever version is newer). Without this, a
+/// node that owned a partition while the cluster was split would take the
+/// writes it acknowledged then with it when ownership moves back after the
+/// heal. A partition whose push failed is kept and tried again later.
+async fn drop_released(
     router: &Router,
     repl: &Replication,
     st: &ClusterState,
     drops: &mut HashMap<PartitionId, Instant>,
 ) {
     let now = Instant::now();
-    drops.retain(|p, at| {
-        if st.ring.is_replica(*p, &st.me) {
-            return false;
+    drops.retain(|p, _| !st.ring.is_replica(*p, &st.me));
+    let due: Vec<PartitionId> = drops
+        .iter()
+        .filter(|(_, at)| **at <= now)
+        .map(|(p, _)| *p)
+        .collect();
+    for p in due {
+        let targets: Vec<NodeName> = st.ring.replicas(p).to_vec();
+        match push_partition(router, st, p, &targets).await {
+            Ok(pushed) => {
+                let n = router.store.drop_partition(p);
+                repl.stats
+                    .partitions_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(partition = %p, keys = n, pushed, "merged into the owners, then dropped a released partition");
+                drops.remove(&p);
+            }
+            Err(e) => {
+                tracing::debug!(partition = %p, error = %e, "could not merge a released partition into its owners; keeping it");
+                drops.insert(p, now + repl.cfg.grace);
+            }
         }
-        if *at > now {
-            return true;
+    }
+}
+
+/// Push every record (live keys and tombstones) of partition `p` to each of
+/// `targets`; the receivers apply a record only if it is newer than theirs.
+/// Returns the records pushed, or the first failure.
+async fn push_partition(
+    router: &Router,
+    st: &ClusterState,
+    p: PartitionId,
+    targets: &[NodeName],
+) -> Result<usize, String> {
+    let targets: Vec<&NodeName> = targets.iter().filter(|t| **t != st.me).collect();
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let now = (router.clock)();
+    let mut pushed = 0;
+    let mut cursor: Option<Bytes> = None;
+    loop {
+        let (records, more) = router
+            .store
+            .export(p, cursor.as_deref(), CHUNK as usize, now);
+        if records.is_empty() {
+            break;
         }
-        let n = router.store.drop_partition(*p);
-        repl.stats
-            .partitions_dropped
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(partition = %p, keys = n, "dropped a released partition");
-        false
-    });
+        cursor = records.last().map(|r| r.key.clone());
+        pushed += records.len();
+        for t in &targets {
+            let req = Request::Replicate {
+                records: records.clone(),
+            };
+            match router.send(st, t, &req).await {
+                Ok(Response::Refused(why)) => return Err(format!("{t} refused: {why}")),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{t}: {e}")),
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(pushed)
 }
 
 /// Pull queued partitions one at a time.
@@ -313,37 +400,18 @@ pub async fn handoff(router: &Router) -> usize {
     let Some(after) = without(&st.ring, &st.me) else {
         return 0;
     };
-    let now = (router.clock)();
     let mut pushed = 0;
     for p in st.ring.held_by(&st.me).collect::<Vec<_>>() {
-        let targets: Vec<&NodeName> = after
+        let targets: Vec<NodeName> = after
             .replicas(p)
             .iter()
             .filter(|n| !st.ring.is_replica(p, n))
+            .cloned()
             .collect();
-        if targets.is_empty() {
-            continue;
-        }
-        let mut cursor: Option<Bytes> = None;
-        loop {
-            let (records, more) = router
-                .store
-                .export(p, cursor.as_deref(), CHUNK as usize, now);
-            if records.is_empty() {
-                break;
-            }
-            cursor = records.last().map(|r| r.key.clone());
-            pushed += records.len();
-            for t in &targets {
-                let req = Request::Replicate {
-                    records: records.clone(),
-                };
-                if let Err(e) = router.send(&st, t, &req).await {
-                    tracing::debug!(target = %t, partition = %p, error = %e, "hand-off push failed");
-                }
-            }
-            if !more {
-                break;
+        match push_partition(router, &st, p, &targets).await {
+            Ok(n) => pushed += n,
+            Err(e) => {
+                tracing::debug!(partition = %p, error = %e, "hand-off push failed");
             }
         }
     }
