@@ -70,5 +70,30 @@ fn evicting_inserts(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, lookups, evicting_inserts);
+/// A pipelined batch of 16 GETs, as the RESP server runs one: cold, and
+/// with the batch's keys prefetched first.
+fn batched_lookups(c: &mut Criterion) {
+    let store = filled(0, EvictionPolicy::default());
+    let mut i = 0u64;
+    let mut batch = [[0u8; 16]; 16];
+    for prefetch in [false, true] {
+        let label = if prefetch { "prefetched" } else { "cold" };
+        c.bench_function(&format!("store_get_batch16_{label}"), |b| {
+            b.iter(|| {
+                for k in batch.iter_mut() {
+                    i = (i + 7919) % KEYS;
+                    *k = name(i);
+                }
+                if prefetch {
+                    store.prefetch(batch.iter().map(|k| &k[..]));
+                }
+                for k in &batch {
+                    black_box(store.get(k, NOW));
+                }
+            })
+        });
+    }
+}
+
+criterion_group!(benches, lookups, batched_lookups, evicting_inserts);
 criterion_main!(benches);

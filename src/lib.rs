@@ -12,7 +12,7 @@
 //! - [`api`]: the embedded peer ([`Node`], typed caches, loaders, backends).
 //! - [`admin`]: the admin HTTP endpoint (metrics, health, status page).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod api;

@@ -55,6 +55,7 @@ mod counters;
 mod entry;
 mod eviction;
 mod partition;
+mod prefetch;
 mod replica;
 mod scan;
 mod ttl;
@@ -67,6 +68,7 @@ pub use types::{
 mod engine;
 
 pub use engine::{ScanPage, Store};
+pub use prefetch::PREFETCH_BATCH;
 pub use replica::{Body, DIGEST_BUCKETS, Digest, Record};
 
 #[cfg(test)]

@@ -78,6 +78,12 @@ impl Partition {
             .copied()
     }
 
+    /// The slots whose key may hash to `h` (no key comparison: reads only
+    /// the index, not the slab). For cache prefetching.
+    pub(crate) fn index_candidates(&self, h: u64) -> impl Iterator<Item = &u32> {
+        self.index.iter_hash(h)
+    }
+
     /// The live entry at `slot`, if the slot number is valid and live.
     pub(crate) fn live_at(&self, slot: u32) -> Option<&Entry> {
         self.slots.get(slot as usize).filter(|e| e.is_live())

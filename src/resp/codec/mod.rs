@@ -13,9 +13,11 @@
 //! Execute commands, perform I/O, or panic on any input.
 
 mod frame;
+mod peek;
 mod request;
 
 pub use frame::{Frame, FrameError, encode, parse_frame};
+pub use peek::{PEEK_MAX, PeekedKeys, peek_keys};
 pub use request::{
     Limits, PRE_AUTH_MAX_ARGS, PRE_AUTH_MAX_BULK, ProtocolError, parse_request, split_args,
 };
