@@ -133,6 +133,11 @@ pub struct Config {
     /// Milliseconds an old holder keeps a partition it no longer owns
     /// before dropping it. Default 30000.
     pub rebalance_grace_ms: u64,
+    /// Milliseconds between announces to the seeds once this node has
+    /// company, so clusters that formed apart (a seed unreachable at boot,
+    /// the two sides of a healed network split) merge. Default 60000; at
+    /// least 1000.
+    pub seed_refresh_ms: u64,
     /// Admin HTTP endpoint (metrics, health, status page). Default
     /// 127.0.0.1:9379; `"off"` disables it.
     #[serde(with = "admin_serde")]
@@ -199,6 +204,7 @@ impl Default for Config {
             anti_entropy_interval_ms: 10_000,
             sync_rate: 0,
             rebalance_grace_ms: 30_000,
+            seed_refresh_ms: 60_000,
             admin: Some(DEFAULT_ADMIN),
         }
     }
@@ -257,6 +263,12 @@ impl Config {
                 reason: "must be an address peers can reach (not 0.0.0.0 or ::): it is the \
                          address this node announces and peers check it against the packets' source"
                     .into(),
+            });
+        }
+        if self.seed_refresh_ms < 1000 {
+            return Err(ConfigError::Invalid {
+                name: "seed-refresh-ms",
+                reason: "must be at least 1000".into(),
             });
         }
         if self.tls_listen.is_some() && (self.tls_cert.is_none() || self.tls_key.is_none()) {

@@ -333,6 +333,7 @@ async fn start_cluster(
     meta.ready = true;
     let mut mcfg = MembershipConfig::new(cluster.clone(), node.clone(), gossip, meta);
     mcfg.seeds = cfg.seed.clone();
+    mcfg.seed_refresh_interval = Some(Duration::from_millis(cfg.seed_refresh_ms));
     let (dgram_tx, dgram_rx) = mpsc::channel(DATAGRAM_QUEUE);
     let (membership, task) =
         Membership::build(mcfg, dyn_transport.clone(), dgram_rx, shutdown.clone())?;

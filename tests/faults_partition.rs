@@ -25,8 +25,13 @@ const PROGRESS_LIMIT: Duration = Duration::from_secs(60);
 const SPLIT_LIMIT: Duration = Duration::from_secs(60);
 
 /// Bound on one ring after the heal: the sides find each other when a
-/// node re-announces to its seeds (every 60 s once joined).
-const MERGE_LIMIT: Duration = Duration::from_secs(150);
+/// node re-announces to its seeds (every [`SEED_REFRESH_MS`] here; foca's
+/// own announce to members it saw die runs only every 65 s).
+const MERGE_LIMIT: Duration = Duration::from_secs(60);
+
+/// `seed-refresh-ms` of the nodes: the default (60 s) would make the merge
+/// after the heal take up to a minute, most of this test's time.
+const SEED_REFRESH_MS: i64 = 1000;
 
 /// Bound on replicas converging after the merge.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(120);
@@ -76,11 +81,11 @@ fn ring_sizes(cluster: &Cluster, want: &[(usize, usize)]) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "slow (16-150 s) and new: passes 4 of 4 runs since the split-heal fix (merge a released \
-            partition into its owners before dropping it; sweep stray copies); run with \
-            `cargo test --test faults_partition -- --ignored` until it has a track record"]
 fn split_two_three_under_writes_converges_after_heal_with_the_latest_values() {
-    let cluster = Cluster::start(5, Options::fast(2));
+    let cluster = Cluster::start(
+        5,
+        Options::fast(2).setting("seed-refresh-ms", SEED_REFRESH_MS),
+    );
     let (a, b) = ([3usize, 4], [0usize, 1, 2]);
     let addrs = |side: &[usize]| -> Vec<SocketAddr> {
         side.iter().map(|&i| cluster.node(i).resp).collect()
