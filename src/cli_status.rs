@@ -1,5 +1,7 @@
 //! `shoal status`: a terminal table of the cluster, read from a node's admin
-//! endpoint (`/cluster`, then every member's `/stats`).
+//! endpoint (`/cluster`, then every member's `/stats`), or with `--connect`
+//! from a node's RESP port (`SHOAL MEMBERS` and `INFO`, then every member's
+//! `INFO`; see `cli_status_resp.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +18,18 @@ pub struct StatusArgs {
     /// Admin endpoint of any node (its `--admin` address).
     #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_ADMIN)]
     admin: SocketAddr,
+    /// RESP address of any node: build the table from `SHOAL MEMBERS` and
+    /// `INFO` instead of the admin endpoint (readiness is not shown then).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "admin")]
+    connect: Option<String>,
+    /// Password for `--connect` (AUTH), if the nodes require one.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "SHOAL_REQUIREPASS",
+        hide_env_values = true
+    )]
+    pass: Option<String>,
     /// Redraw every SECS seconds until Ctrl-C.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
     watch: Option<u64>,
@@ -24,12 +38,12 @@ pub struct StatusArgs {
 /// Print the table once, or keep redrawing it with `--watch`.
 pub async fn status(args: StatusArgs) -> Result<()> {
     let Some(secs) = args.watch else {
-        print!("{}", render_once(args.admin).await?);
+        print!("{}", render_from(&args).await?);
         return Ok(());
     };
     let every = Duration::from_secs(secs.max(1));
     loop {
-        let text = match render_once(args.admin).await {
+        let text = match render_from(&args).await {
             Ok(t) => t,
             Err(e) => format!("{e:#}\n"),
         };
@@ -39,6 +53,18 @@ pub async fn status(args: StatusArgs) -> Result<()> {
             _ = crate::stop_signal() => return Ok(()),
             _ = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+/// The table from the admin endpoint, or from RESP with `--connect`.
+async fn render_from(args: &StatusArgs) -> Result<String> {
+    match &args.connect {
+        Some(addr) => {
+            let (cluster, stats) =
+                crate::cli_status_resp::fetch(addr, args.pass.as_deref()).await?;
+            Ok(render(&cluster, &stats, false))
+        }
+        None => render_once(args.admin).await,
     }
 }
 
@@ -53,7 +79,7 @@ async fn render_once(admin: SocketAddr) -> Result<String> {
         .cloned()
         .map(|m| member_stats(admin, m));
     let stats = futures_join(fetches).await;
-    Ok(render(&cluster, &stats))
+    Ok(render(&cluster, &stats, true))
 }
 
 /// A member's `/stats`, if it runs an admin endpoint and answers.
@@ -101,8 +127,9 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The table.
-fn render(c: &ClusterJson, stats: &[Option<StatsJson>]) -> String {
+/// The table; `ready_known`: the members' readiness is known (the admin
+/// endpoint reports it; RESP does not).
+pub(crate) fn render(c: &ClusterJson, stats: &[Option<StatsJson>], ready_known: bool) -> String {
     let mut rows = vec![
         [
             "MEMBER", "STATE", "PRIMARY", "REPLICA", "KEYS", "MEMORY", "HIT%", "OPS/S", "READY",
@@ -130,7 +157,12 @@ fn render(c: &ClusterJson, stats: &[Option<StatsJson>]) -> String {
             s.as_ref()
                 .map_or_else(dash, |s| format!("{:.1}", 100.0 * s.hit_ratio)),
             s.as_ref().map_or_else(dash, |s| s.ops_per_sec.to_string()),
-            (if m.ready { "yes" } else { "no" }).to_string(),
+            (match (ready_known, m.ready) {
+                (false, _) => "-",
+                (true, true) => "yes",
+                (true, false) => "no",
+            })
+            .to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..9)

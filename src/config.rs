@@ -142,6 +142,10 @@ pub struct Config {
     /// 127.0.0.1:9379; `"off"` disables it.
     #[serde(with = "admin_serde")]
     pub admin: Option<SocketAddr>,
+    /// Directory for snapshots (`shoal.snap`): SAVE, BGSAVE and graceful
+    /// shutdown write one, and the node loads it at start. None (the
+    /// default): snapshots are off.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Default admin HTTP address.
@@ -206,6 +210,7 @@ impl Default for Config {
             rebalance_grace_ms: 30_000,
             seed_refresh_ms: 60_000,
             admin: Some(DEFAULT_ADMIN),
+            data_dir: None,
         }
     }
 }

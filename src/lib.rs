@@ -11,6 +11,7 @@
 //! - [`cluster`]: routing to owners.
 //! - [`api`]: the embedded peer ([`Node`], typed caches, loaders, backends).
 //! - [`admin`]: the admin HTTP endpoint (metrics, health, status page).
+//! - [`persist`]: snapshots to `--data-dir` (SAVE, BGSAVE, shutdown, load).
 
 #![deny(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod membership;
 pub mod node;
+pub mod persist;
 pub mod proto;
 pub mod resp;
 pub mod ring;

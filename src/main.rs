@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 mod cli_certs;
 mod cli_status;
+mod cli_status_resp;
 mod cli_up;
 
 /// Shoal: a peer-to-peer distributed cache that speaks the Redis protocol.
@@ -136,6 +137,10 @@ struct ServeArgs {
     /// [default: 127.0.0.1:9379].
     #[arg(long, value_name = "ADDR|off", value_parser = parse_admin_flag)]
     admin: Option<AdminFlag>,
+    /// Snapshot directory: SAVE, BGSAVE and shutdown write DIR/shoal.snap,
+    /// and it is loaded at start [default: none, snapshots off].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// The value of `--admin`: an address, or none for `off`.
@@ -233,6 +238,9 @@ impl ServeArgs {
         }
         if let Some(AdminFlag(v)) = self.admin {
             cfg.admin = v;
+        }
+        if self.data_dir.is_some() {
+            cfg.data_dir = self.data_dir;
         }
         cfg.validate()?;
         Ok(cfg)

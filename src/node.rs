@@ -31,6 +31,7 @@ use crate::membership::{
     ClusterId, InboundDatagram, Membership, MembershipConfig, MembershipError, MembershipHandle,
     NodeMeta,
 };
+use crate::persist::Persistence;
 use crate::resp::clock::{Clock, system_clock};
 use crate::resp::hook::ClusterHook;
 use crate::resp::server::Server;
@@ -102,6 +103,8 @@ struct Inner {
     admin_addr: Option<SocketAddr>,
     /// Cluster parts, when not standalone.
     cluster: Option<ClusterParts>,
+    /// Snapshots (`data-dir`): loaded at start, written at shutdown.
+    persist: Arc<Persistence>,
     /// Tells every task to stop.
     shutdown: Shutdown,
     /// Owns every task.
@@ -147,6 +150,7 @@ impl Node {
             other => other?,
         }
         let store = Arc::new(Store::new(cfg.store()));
+        let persist = load_snapshot(&cfg, &store, &clock);
         let server = Server::bind_with_clock(&cfg, store.clone(), clock.clone())
             .await
             .map_err(|source| NodeError::Listen {
@@ -158,10 +162,18 @@ impl Node {
         let tasks = TaskSet::new();
         let admin = bind_admin(&cfg).await;
         let admin_addr = admin.as_ref().map(AdminServer::local_addr);
+        let _ = server.shared().persist.set(persist.clone());
+        persist.attach(&server.shared());
         let cluster = if cfg.is_cluster() || injected.is_some() {
             let at = (resp_addr, admin_addr);
+            let now = clock();
             let parts = start_cluster(&cfg, &store, clock, at, injected, &shutdown, &tasks).await?;
             server.set_hook(parts.router.clone() as Arc<dyn ClusterHook>);
+            if let Some(repl) = parts.router.replication() {
+                // Stamp no write below a version loaded from the snapshot.
+                let loaded = crate::store::Version(persist.stats.max_loaded_version());
+                let _ = repl.hlc.observe(loaded, now);
+            }
             Some(parts)
         } else {
             None
@@ -186,6 +198,7 @@ impl Node {
                 resp_addr,
                 admin_addr,
                 cluster,
+                persist,
                 shutdown,
                 tasks,
             }),
@@ -241,6 +254,12 @@ impl Node {
         self.inner.cluster.as_ref().map(|c| &c.router)
     }
 
+    /// Snapshot state (SAVE, BGSAVE, counters); snapshots are off unless
+    /// `data-dir` is set.
+    pub fn persistence(&self) -> &Arc<Persistence> {
+        &self.inner.persist
+    }
+
     /// The QUIC transport, in cluster mode (none when injected).
     pub fn transport(&self) -> Option<&Arc<QuicTransport>> {
         self.inner.cluster.as_ref().and_then(|c| c.quic.as_ref())
@@ -285,7 +304,26 @@ impl Node {
             tracing::warn!("tasks did not stop in time; aborting them");
             self.inner.tasks.abort_all();
         }
+        if self.inner.persist.dir().is_some() {
+            let p = self.inner.persist.clone();
+            let _ = tokio::task::spawn_blocking(move || p.save_at_shutdown()).await;
+        }
     }
+}
+
+/// Snapshot state for this node; loads `data-dir`'s snapshot into `store`
+/// (a refused file is logged and counted, and the node starts empty).
+fn load_snapshot(cfg: &Config, store: &Arc<Store>, clock: &Clock) -> Arc<Persistence> {
+    let persist = Persistence::new(
+        cfg.data_dir.clone(),
+        store.clone(),
+        cfg.node_name(),
+        cfg.cluster.clone(),
+        clock.clone(),
+    );
+    // Errors are logged and counted by `load`.
+    let _ = persist.load();
+    persist
 }
 
 /// Bind the admin endpoint if configured. A failure is not fatal: the node

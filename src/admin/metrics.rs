@@ -153,9 +153,99 @@ impl Collector for NodeCollector {
         )?;
         if let Some(c) = &s.cluster {
             cluster_metrics(c, &mut e)?;
+            cert_metrics(c, &mut e)?;
         }
+        persist_metrics(s, &mut e)?;
         Ok(())
     }
+}
+
+/// Seconds until the node certificate and the CA expire (cluster mode
+/// over QUIC, once the certificate watcher runs).
+fn cert_metrics(c: &ClusterSources, e: &mut DescriptorEncoder) -> Enc {
+    let Some(w) = c.transport.as_ref().and_then(|t| t.cert_watch()) else {
+        return Ok(());
+    };
+    gauges(
+        e,
+        "shoal_tls_cert_expiry_seconds",
+        "Seconds until the certificate expires (negative: expired), by kind: the node's \
+         certificate or the first trusted CA certificate to expire.",
+        "kind",
+        &[
+            ("node", w.expires_in_secs.load(Relaxed) as f64),
+            ("ca", w.ca_expires_in_secs.load(Relaxed) as f64),
+        ],
+    )
+}
+
+/// Snapshot saves and loads (`data-dir`).
+fn persist_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {
+    let Some(p) = s.resp.persist.get() else {
+        return Ok(());
+    };
+    let st = &p.stats;
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    gauge(
+        e,
+        "shoal_snapshot_last_save_timestamp_seconds",
+        "Unix time of the last successful snapshot save (0: none).",
+        load(&st.last_save_unix) as f64,
+    )?;
+    gauge(
+        e,
+        "shoal_snapshot_last_save_duration_seconds",
+        "How long the last successful snapshot save took.",
+        secs(load(&st.last_save_duration_ms)),
+    )?;
+    gauge(
+        e,
+        "shoal_snapshot_bytes",
+        "Bytes of the last snapshot written.",
+        load(&st.last_save_bytes) as f64,
+    )?;
+    gauge(
+        e,
+        "shoal_snapshot_entries",
+        "Entries (keys and tombstones) in the last snapshot written.",
+        load(&st.last_save_entries) as f64,
+    )?;
+    gauge(
+        e,
+        "shoal_snapshot_loaded_keys",
+        "Keys loaded from the snapshot at start.",
+        load(&st.loaded_keys) as f64,
+    )?;
+    gauge(
+        e,
+        "shoal_snapshot_bgsave_in_progress",
+        "1 while a BGSAVE runs.",
+        if p.bgsave_in_progress() { 1.0 } else { 0.0 },
+    )?;
+    gauge(
+        e,
+        "shoal_snapshot_changes_since_last_save",
+        "Write commands run since the last successful save.",
+        p.changes_since_last_save() as f64,
+    )?;
+    counter(
+        e,
+        "shoal_snapshot_saves",
+        "Successful snapshot saves.",
+        load(&st.saves),
+    )?;
+    counter(
+        e,
+        "shoal_snapshot_save_failures",
+        "Failed snapshot saves (the previous snapshot is kept).",
+        load(&st.save_failures),
+    )?;
+    counter(
+        e,
+        "shoal_snapshot_load_failures",
+        "Snapshots refused at start (torn, truncated, corrupt or unreadable); the node started empty.",
+        load(&st.load_failures),
+    )
 }
 
 /// The metric label of a membership rejection reason.

@@ -91,6 +91,7 @@ impl Server {
             hook: OnceLock::new(),
             client_limits: cfg.client_limits(),
             acl,
+            persist: OnceLock::new(),
         };
         tracing::info!(addr = %local_addr, "RESP server listening");
         Ok(Server {

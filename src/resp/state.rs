@@ -43,6 +43,9 @@ pub struct Shared {
     pub client_limits: super::limits::ClientLimits,
     /// ACL users besides `default` (config `users`).
     pub acl: super::acl::Acl,
+    /// Snapshot state (SAVE, BGSAVE, LASTSAVE, INFO persistence); set once
+    /// by the node before serving. Absent: SAVE answers an error.
+    pub persist: OnceLock<Arc<crate::persist::Persistence>>,
 }
 
 impl Shared {

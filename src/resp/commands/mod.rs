@@ -27,6 +27,7 @@ mod counters;
 mod errors;
 mod expire;
 mod keys;
+mod persist;
 mod ranges;
 mod server;
 mod shoal;
@@ -225,6 +226,7 @@ fn table() -> &'static Table {
             keys::COMMANDS,
             expire::COMMANDS,
             server::COMMANDS,
+            persist::COMMANDS,
             command::COMMANDS,
             shoal::COMMANDS,
             crate::resp::acl::COMMANDS,

@@ -72,7 +72,13 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
 
 /// Sections INFO knows, in output order (`cluster` only on cluster peers).
 const SECTIONS: &[&str] = &[
-    "server", "clients", "memory", "stats", "cluster", "keyspace",
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "cluster",
+    "keyspace",
 ];
 
 fn info(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
@@ -215,6 +221,10 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
                 Ok(())
             }
         }
+        "persistence" => match shared.persist.get() {
+            Some(p) => write!(t, "# Persistence\r\n{}", p.info_fields()),
+            None => t.write_str("# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\n"),
+        },
         "cluster" => match shared.hook.get() {
             Some(hook) => write!(t, "# Cluster\r\n{}", hook.info_cluster()),
             None => Ok(()),

@@ -41,6 +41,9 @@ pub struct CertWatch {
     /// Seconds until the node certificate in use expires (negative:
     /// expired).
     pub expires_in_secs: AtomicI64,
+    /// Seconds until the first of the trusted CA certificates in use
+    /// expires (negative: expired).
+    pub ca_expires_in_secs: AtomicI64,
 }
 
 /// What identifies a version of the files: (modified, length) of each.
@@ -64,8 +67,21 @@ fn expires_in(tls: &NodeTls) -> Option<i64> {
     Some(cert.validity().not_after.timestamp() - now)
 }
 
+/// Seconds until the first trusted CA certificate of `tls` expires.
+fn ca_expires_in(tls: &NodeTls) -> Option<i64> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
+    tls.ca
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map(|(_, c)| c.validity().not_after.timestamp() - now)
+        .min()
+}
+
 /// Record (and warn about) the expiry of the certificate in use.
 fn note_expiry(watch: &CertWatch, tls: &NodeTls, cert: &Path) {
+    if let Some(ca_left) = ca_expires_in(tls) {
+        watch.ca_expires_in_secs.store(ca_left, Ordering::Relaxed);
+    }
     let Some(left) = expires_in(tls) else {
         return;
     };
