@@ -161,6 +161,18 @@ fn split_two_three_under_writes_converges_after_heal_with_the_latest_values() {
         );
     }
     eprintln!("replicas converged after the merge");
+    // Replicas measured the lag of the writes replicated to them.
+    let lag_samples: u64 = cluster
+        .serving()
+        .iter()
+        .filter_map(|&i| {
+            cluster
+                .field(i, "cluster_replication_lag_samples")?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(lag_samples > 0, "no replication lag measured");
     for addr in cluster.serving_addrs() {
         let unique = read_back(&[addr], &writes);
         let latest = read_back(&[addr], &shared);

@@ -237,3 +237,88 @@ async fn restarted_node_takes_its_ranges_back() {
     every_copy_holds(&all, &acked);
     assert!(nodes[2].store().stats().keys > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn replicas_measure_the_lag_of_replicated_writes() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net, 3, 2).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let samples = |nodes: &[Node]| -> u64 {
+        nodes
+            .iter()
+            .filter_map(|n| n.router()?.replication().cloned())
+            .map(|r| r.stats.lag.snapshot().count)
+            .sum()
+    };
+    let before = samples(&nodes);
+    let acked = write_keys(&all, "lag", 100).await;
+    assert_eq!(acked.len(), 100);
+    // Each write reaches its one other replica: one sample there.
+    assert!(
+        samples(&nodes) >= before + 100,
+        "lag samples {} -> {}",
+        before,
+        samples(&nodes)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_replicated_to_a_node_that_does_not_hold_its_partition_is_counted_then_moved_to_the_owners()
+ {
+    use shoal::proto::{self, Request, Response};
+    use shoal::store::{Body, Record, Version};
+    use shoal::transport::{PeerAddr, Transport};
+
+    let net = MemNetwork::new();
+    let nodes = cluster(&net, 3, 2).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let st = nodes[0].cluster_state().expect("cluster");
+    // A key of a partition n1 does not hold.
+    let key = (0..)
+        .map(|i| format!("stray:{i}"))
+        .find(|k| {
+            let p = shoal::store::partition_of(k.as_bytes(), PARTITIONS);
+            !st.ring.is_replica(p, &st.me)
+        })
+        .expect("some partition is not n1's");
+    let now = UnixMillis::now();
+    let record = Record {
+        key: key.clone().into_bytes().into(),
+        version: Version(now.0 << 16),
+        node: 999,
+        body: Body::Value {
+            value: bytes::Bytes::from_static(b"late"),
+            expires_at: 0,
+        },
+    };
+    // A primary whose view lags sends it to n1 (here: a stranger on the
+    // network speaking for it).
+    let (probe, _incoming) = net.add_node("probe", addr(99));
+    let to = PeerAddr {
+        addr: addr(1),
+        name: Some(shoal::transport::NodeName::new(name(1))),
+    };
+    let payload = proto::encode(
+        "shoal",
+        &Request::Replicate {
+            records: vec![record],
+        },
+    );
+    let answer = probe.request(&to, payload).await.expect("n1 answers");
+    assert!(matches!(
+        proto::decode::<Response>("shoal", &answer),
+        Ok(Response::Applied { applied: 1 })
+    ));
+    let repl = nodes[0].router().and_then(|r| r.replication().cloned());
+    let repl = repl.expect("replication on");
+    assert_eq!(
+        repl.stats
+            .stray_records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Kept, not stored forever: after the grace period the stray sweep
+    // merges it into the partition's replicas and drops it here.
+    converge(&all, LIMIT).await;
+    every_copy_holds(&all, &[(key, "late".to_string())]);
+}

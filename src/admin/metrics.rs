@@ -515,9 +515,9 @@ fn cluster_metrics(c: &ClusterSources, e: &mut DescriptorEncoder) -> Enc {
     )
 }
 
-/// Replication, rebalance and anti-entropy (R > 1). Replication lag is not
-/// exported: the replication layer keeps no lag measure (writes are
-/// acknowledged synchronously per `write-ack`; failures are counted).
+/// Replication, rebalance and anti-entropy (R > 1). Replication lag is
+/// measured at the replica: time from a write's stamp at its primary to
+/// its apply here (`crate::cluster::lag`).
 fn replication_metrics(c: &ClusterSources, state: &ClusterState, e: &mut DescriptorEncoder) -> Enc {
     let Some(repl) = c.router.replication() else {
         return Ok(());
@@ -577,6 +577,32 @@ fn replication_metrics(c: &ClusterSources, state: &ClusterState, e: &mut Descrip
         "Records exchanged by anti-entropy repairs that changed something.",
         load(&r.ae_repaired),
     )?;
+    counter(
+        e,
+        "shoal_replication_stray_records",
+        "Replicated records received for partitions this node does not hold under its view.",
+        load(&r.stray_records),
+    )?;
+    let lag = r.lag.snapshot();
+    let buckets: Vec<(f64, u64)> = lag
+        .buckets
+        .iter()
+        .map(|&(b, n)| {
+            let bound = if b == u64::MAX {
+                f64::INFINITY
+            } else {
+                b as f64 / 1e3
+            };
+            (bound, n)
+        })
+        .collect();
+    e.encode_descriptor(
+        "shoal_replication_lag_seconds",
+        "Time from a replicated write's stamp at its primary to its apply at this replica.",
+        None,
+        MetricType::Histogram,
+    )?
+    .encode_histogram::<NoLabelSet>(lag.sum_ms as f64 / 1e3, lag.count, &buckets, None)?;
     gauge(
         e,
         "shoal_partitions_syncing",

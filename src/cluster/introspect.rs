@@ -95,6 +95,10 @@ pub(crate) fn info_cluster(router: &Router) -> String {
 /// - `cluster_partitions_syncing`: partitions this node is pulling.
 /// - `cluster_ready`: 1 when this node holds every partition it owns.
 /// - `cluster_bytes_moved`: bytes received by partition sync.
+/// - `cluster_replication_lag_*`: time from a replicated write's stamp at
+///   its primary to its apply here (last, mean, p99 as a bucket bound, and
+///   the number of samples); `cluster_replication_stray_records`: records
+///   replicated to this node for partitions it does not hold.
 fn info_replication(router: &Router, s: &mut String) {
     let Some(repl) = router.replication() else {
         // R = 1: nothing to sync, every owned partition is here.
@@ -128,6 +132,7 @@ fn info_replication(router: &Router, s: &mut String) {
     let syncing = repl.sync.count();
     let rs = &repl.stats;
     let ld = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let lag = rs.lag.snapshot();
     let _ = write!(
         s,
         "cluster_partitions_underreplicated:{}\r\n\
@@ -142,7 +147,12 @@ fn info_replication(router: &Router, s: &mut String) {
          cluster_partitions_synced:{}\r\n\
          cluster_partitions_dropped:{}\r\n\
          cluster_antientropy_rounds:{}\r\n\
-         cluster_antientropy_repaired:{}\r\n",
+         cluster_antientropy_repaired:{}\r\n\
+         cluster_replication_lag_last_ms:{}\r\n\
+         cluster_replication_lag_mean_ms:{:.2}\r\n\
+         cluster_replication_lag_p99_ms:{}\r\n\
+         cluster_replication_lag_samples:{}\r\n\
+         cluster_replication_stray_records:{}\r\n",
         under,
         syncing,
         u8::from(syncing == 0),
@@ -156,6 +166,11 @@ fn info_replication(router: &Router, s: &mut String) {
         ld(&rs.partitions_dropped),
         ld(&rs.ae_rounds),
         ld(&rs.ae_repaired),
+        lag.last_ms,
+        lag.mean_ms(),
+        lag.quantile_ms(0.99),
+        lag.count,
+        ld(&rs.stray_records),
     );
 }
 

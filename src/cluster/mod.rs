@@ -10,12 +10,14 @@
 //! - [`rebalance`]: pulling partitions this node newly holds, dropping
 //!   released ones after a grace period, readiness, graceful hand-off;
 //! - [`antientropy`]: periodic digest exchange and repair.
+//! - [`lag`]: replication lag measured at a replica.
 //!
 //! # What it must not do
 //! Own sockets (the transport does) or foca (membership does), or know
 //! command semantics beyond key positions and how replies combine.
 
 pub mod antientropy;
+pub mod lag;
 mod gather;
 mod introspect;
 pub mod rebalance;

@@ -276,7 +276,12 @@ async fn push_partition(
         cursor = records.last().map(|r| r.key.clone());
         pushed += records.len();
         for t in &targets {
-            let req = Request::Replicate {
+            // A Repair with an empty mask merges the records and answers
+            // none: a bulk merge, not a live write (no lag, no stray count:
+            // a hand-off target does not hold the partition yet).
+            let req = Request::Repair {
+                partition: p.0,
+                mask: 0,
                 records: records.clone(),
             };
             match router.send(st, t, &req).await {

@@ -155,6 +155,12 @@ pub struct ReplStats {
     pub ae_rounds: AtomicU64,
     /// Records exchanged by anti-entropy repairs that changed something.
     pub ae_repaired: AtomicU64,
+    /// Replicated records received for a partition this node does not
+    /// hold under its own view of the ring (see [`serve`]).
+    pub stray_records: AtomicU64,
+    /// Time from a replicated write's stamp at its primary to its apply
+    /// here.
+    pub lag: super::lag::LagHistogram,
 }
 
 /// Which partitions this node is still pulling, and from whom.
@@ -551,6 +557,7 @@ pub(crate) async fn serve(router: &Arc<Router>, req: Request) -> Response {
     let parts = router.store.partitions();
     match req {
         Request::Replicate { records } => {
+            note_replicated(router, &records, now);
             let applied = apply_all(router, &records, now);
             Response::Applied {
                 applied: applied as u32,
@@ -611,7 +618,9 @@ pub(crate) async fn serve(router: &Arc<Router>, req: Request) -> Response {
                 .store
                 .bucket_records(PartitionId(partition), mask, now);
             let applied = apply_all(router, &records, now);
-            if let Some(repl) = router.replication() {
+            // An empty mask is a one-way merge (hand-off, a released
+            // partition pushed to its owners), not an anti-entropy repair.
+            if let Some(repl) = router.replication().filter(|_| mask != 0) {
                 repl.stats
                     .ae_repaired
                     .fetch_add(applied as u64, Ordering::Relaxed);
@@ -622,6 +631,39 @@ pub(crate) async fn serve(router: &Arc<Router>, req: Request) -> Response {
             }
         }
         other => Response::Refused(format!("not a replication request: {other:?}")),
+    }
+}
+
+/// Count the lag of replicated `records` and those of partitions this node
+/// does not hold under its own view.
+///
+/// Such records are still stored, not refused: rings differ for a moment
+/// during view changes (this node may not yet know of the death or join
+/// that makes it a replica, and refusing would cost the write a copy until
+/// the next sync), and a record stored here is not kept forever: the
+/// rebalance task's stray sweep merges a partition this node does not hold
+/// into its current replicas and drops it after the grace period.
+fn note_replicated(router: &Router, records: &[Record], now: crate::store::UnixMillis) {
+    let Some(repl) = router.replication() else {
+        return;
+    };
+    let st = router.current();
+    let parts = st.ring.partitions();
+    let mut stray = None;
+    let mut strays = 0u64;
+    for rec in records {
+        repl.stats.lag.observe(super::lag::lag_ms(rec.version, now));
+        let p = partition_of(&rec.key, parts);
+        if !st.ring.is_replica(p, &st.me) {
+            strays += 1;
+            stray = Some(p);
+        }
+    }
+    if let Some(p) = stray {
+        repl.stats
+            .stray_records
+            .fetch_add(strays, Ordering::Relaxed);
+        tracing::debug!(partition = %p, records = strays, "replicated records for a partition this node does not hold; kept until the stray sweep");
     }
 }
 
