@@ -104,6 +104,11 @@ impl RateLimiter {
         }
     }
 
+    /// True when no rate is set (callers can skip reading the clock).
+    pub fn is_unlimited(&self) -> bool {
+        self.rate == 0
+    }
+
     /// Take one token; `false` when the client is over its rate.
     pub fn allow(&mut self, now: Instant) -> bool {
         if self.rate == 0 {
