@@ -43,7 +43,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
-    /// RESP (client) listen address. Default 127.0.0.1:7379.
+    /// RESP (client) listen address. Default 127.0.0.1:7379. `off`: no
+    /// RESP listener (a cluster peer that serves only its peers; stored
+    /// as [`LISTEN_OFF`], see [`Config::resp_listen`]).
+    #[serde(with = "listen_serde")]
     pub listen: SocketAddr,
     /// Memory limit in bytes for keys, values and overhead; 0 = unlimited.
     /// In TOML and flags a size such as `512mb` or `2gb` is accepted.
@@ -165,6 +168,23 @@ pub fn parse_admin(s: &str) -> Result<Option<SocketAddr>, String> {
     t.parse()
         .map(Some)
         .map_err(|_| format!("invalid admin address '{s}' (use HOST:PORT or off)"))
+}
+
+/// `listen = "off"` as stored in [`Config::listen`]: port 0 of the IPv4
+/// broadcast address, which no TCP listener can bind.
+pub const LISTEN_OFF: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST), 0);
+
+/// Parse a RESP listen address: `HOST:PORT`, or `off` (also `none`,
+/// `false`, `disabled`) for no RESP listener ([`LISTEN_OFF`]).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    match parse_admin(s) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Ok(LISTEN_OFF),
+        Err(_) => Err(format!(
+            "invalid listen address '{s}' (use HOST:PORT or off)"
+        )),
+    }
 }
 
 /// Default gossip address in cluster mode.
@@ -326,6 +346,11 @@ impl Config {
         }
     }
 
+    /// The RESP listen address, or `None` for `listen = "off"`.
+    pub fn resp_listen(&self) -> Option<SocketAddr> {
+        (self.listen != LISTEN_OFF).then_some(self.listen)
+    }
+
     /// Whether this node joins a cluster (gossip address or seeds given).
     pub fn is_cluster(&self) -> bool {
         self.gossip.is_some() || !self.seed.is_empty()
@@ -432,6 +457,26 @@ mod admin_serde {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
         let t = String::deserialize(d)?;
         super::parse_admin(&t).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for `listen`: an address, or `off` ([`LISTEN_OFF`]).
+mod listen_serde {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        if *v == super::LISTEN_OFF {
+            s.serialize_str("off")
+        } else {
+            s.serialize_str(&v.to_string())
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let t = String::deserialize(d)?;
+        super::parse_listen(&t).map_err(serde::de::Error::custom)
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use shoal::config::{Config, parse_admin, parse_size};
+use shoal::config::{Config, parse_admin, parse_listen, parse_size};
 use shoal::node::Node;
 use shoal::store::EvictionPolicy;
 use tracing_subscriber::EnvFilter;
@@ -43,8 +43,9 @@ struct ServeArgs {
     /// TOML config file; flags override its values.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// RESP (client) listen address [default: 127.0.0.1:7379].
-    #[arg(long, value_name = "ADDR")]
+    /// RESP (client) listen address, or `off` for none (a cluster peer
+    /// serving only its peers) [default: 127.0.0.1:7379].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
     listen: Option<std::net::SocketAddr>,
     /// Memory limit: bytes or a size such as 512mb; 0 = unlimited [default: 0].
     #[arg(long, value_name = "BYTES|SIZE", value_parser = parse_size)]

@@ -99,7 +99,12 @@ impl ClusterState {
                         addr: m.identity.addr,
                         name: Some(name.clone()),
                     },
-                    resp: m.meta.as_ref().map(|meta| meta.resp_addr),
+                    // Port 0: the member runs no RESP listener (listen = off).
+                    resp: m
+                        .meta
+                        .as_ref()
+                        .map(|meta| meta.resp_addr)
+                        .filter(|a| a.port() != 0),
                     state: m.state,
                     ready: m.meta.as_ref().is_some_and(|meta| meta.ready),
                 };

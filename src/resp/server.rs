@@ -35,8 +35,8 @@ const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// A bound RESP server, ready to [`run`](Server::run).
 pub struct Server {
-    /// The listening socket.
-    listener: TcpListener,
+    /// The listening socket; `None` with `listen = "off"`.
+    listener: Option<TcpListener>,
     /// The TLS port (`tls-listen`) and its handshake configuration.
     tls: Option<(TcpListener, TlsAcceptor)>,
     /// State every connection shares.
@@ -57,8 +57,15 @@ impl Server {
         clock: Clock,
     ) -> std::io::Result<Server> {
         let acl = super::acl::Acl::parse(&cfg.users).map_err(std::io::Error::other)?;
-        let listener = TcpListener::bind(cfg.listen).await?;
-        let local_addr = listener.local_addr()?;
+        let (listener, local_addr) = match cfg.resp_listen() {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await?;
+                let local = l.local_addr()?;
+                (Some(l), local)
+            }
+            // No RESP port: port 0 is what the node reports (and gossips).
+            None => (None, SocketAddr::from(([0, 0, 0, 0], 0))),
+        };
         let tls = match (cfg.tls_listen, cfg.client_tls()) {
             (Some(addr), Some(files)) => {
                 let acceptor = super::tls::acceptor(&files).map_err(std::io::Error::other)?;
@@ -93,7 +100,10 @@ impl Server {
             acl,
             persist: OnceLock::new(),
         };
-        tracing::info!(addr = %local_addr, "RESP server listening");
+        match &listener {
+            Some(_) => tracing::info!(addr = %local_addr, "RESP server listening"),
+            None => tracing::info!("no RESP listener (listen = off)"),
+        }
         Ok(Server {
             listener,
             tls,
@@ -152,7 +162,7 @@ impl Server {
                         }
                     }
                 },
-                r = self.listener.accept() => match r {
+                r = accept_plain(&self.listener) => match r {
                     Ok((stream, addr)) => self.admit(stream, addr, &io, &shutdown),
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -273,6 +283,15 @@ impl Server {
 }
 
 /// Accept on the TLS port, or never when there is none.
+async fn accept_plain(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn accept_tls(
     tls: &Option<(TcpListener, TlsAcceptor)>,
 ) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
