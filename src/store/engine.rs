@@ -157,6 +157,9 @@ impl Store {
         consumed: bool,
     ) -> u64 {
         let h = key_hash(part.slots[slot as usize].key(), self.seed);
+        if why == Removal::Evicted {
+            self.note_evicted(part, slot);
+        }
         let tomb = !consumed && self.is_tracking();
         let (cost, had_ttl) = part.remove(slot, h, tomb);
         self.counters.removed(pid, cost, had_ttl, why);
@@ -263,6 +266,9 @@ impl Store {
                 if let Some(s) = slot {
                     self.remove_at(pid, &mut part, s, Removal::Deleted, false);
                     self.bury(&mut part, key, now.0);
+                } else if self.forget_evicted(&mut part, key) {
+                    // Evicted here, maybe still held by other replicas.
+                    self.bury(&mut part, key, now.0);
                 }
                 None
             }
@@ -291,6 +297,7 @@ impl Store {
                 if !part.tombs.is_empty() {
                     part.tombs.remove(key);
                 }
+                self.forget_evicted(&mut part, key);
                 self.write(pid, &mut part, slot, key, h, &value, at, now.0, stamp)?
             }
         };

@@ -37,6 +37,10 @@ pub(crate) struct Partition {
     /// Versioned tombstones of deleted keys (cluster mode only; empty and
     /// unallocated standalone). Invisible to reads, SCAN and counts.
     pub(crate) tombs: hashbrown::HashMap<Box<[u8]>, Tomb>,
+    /// Stamps of keys evicted here, by digest hash (cluster mode only; see
+    /// `replica.rs`): they keep this copy's digest equal to a replica's
+    /// that still holds the key, so anti-entropy does not copy it back.
+    pub(crate) evicted: hashbrown::HashMap<u64, super::replica::EvictMark>,
 }
 
 /// A deleted key's version, kept so an older write arriving late (or a
@@ -67,6 +71,7 @@ impl Partition {
             with_ttl: 0,
             expire_cursor: 0,
             tombs: hashbrown::HashMap::new(),
+            evicted: hashbrown::HashMap::new(),
         }
     }
 

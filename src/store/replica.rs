@@ -20,8 +20,20 @@
 //!   travels with the value, so replicas agree without messages. Expiry does
 //!   not leave a tombstone (an older write cannot resurrect a key past its
 //!   own expiry; a *newer* write legitimately can).
-//! - Eviction is local: an evicted key leaves no tombstone, and anti-entropy
-//!   may copy it back from a replica that still holds it.
+//! - Eviction is local and is not a delete: an evicted key leaves no
+//!   tombstone (other replicas keep their copies and keep serving them).
+//!   It leaves an *eviction mark* instead ([`EvictMark`]: the digest hash
+//!   of the key and the stamp and expiry of the evicted write, ~40 bytes,
+//!   not counted in `used_memory`): digests count a marked key as if it
+//!   were held, so anti-entropy does not copy the key back round after
+//!   round (each copy would only be evicted again), and [`Store::apply`]
+//!   ignores a record of the marked version or older. A newer write of the
+//!   key (local or replicated) clears the mark and is stored as usual, so a
+//!   write this replica missed is still repaired. A DEL of a marked key
+//!   leaves a tombstone (the other replicas may hold the key). Marks go
+//!   with the tombstones (`tombstone_ttl` after the evicted write's stamp),
+//!   at most [`MAX_EVICT_MARKS`] per partition; a key whose mark is gone may
+//!   be copied back once by anti-entropy.
 //! - FLUSHALL/FLUSHDB drop every key and tombstone on the nodes that run
 //!   them (every active member); a member that was unreachable keeps its
 //!   copies, and anti-entropy may then copy them back. Flushes are not
@@ -55,6 +67,32 @@ use crate::clock::SharedHlc;
 
 /// Buckets in a partition digest.
 pub const DIGEST_BUCKETS: usize = 64;
+
+/// Most eviction marks one partition keeps; further evictions leave none.
+pub const MAX_EVICT_MARKS: usize = 4096;
+
+/// What an eviction leaves behind (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EvictMark {
+    /// Version of the evicted write.
+    pub(crate) version: u64,
+    /// Tie-break of the node that stamped it.
+    pub(crate) node: u16,
+    /// The evicted value's absolute expiry in Unix ms (0 = none): the mark
+    /// stops counting in digests when the other copies expire too.
+    pub(crate) expires_at: u64,
+}
+
+impl EvictMark {
+    fn stamp(&self) -> (u64, u16) {
+        (self.version, self.node)
+    }
+
+    /// Whether it still stands for a live copy elsewhere at `now`.
+    fn is_live(&self, now: u64) -> bool {
+        self.expires_at == 0 || self.expires_at > now
+    }
+}
 
 /// What a key holds, as replicas exchange it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +199,30 @@ impl Store {
         self.hlc.get().is_some()
     }
 
+    /// The live key at `slot` of `part` is being evicted: leave a mark (in
+    /// cluster mode, while the partition has room for one).
+    pub(super) fn note_evicted(&self, part: &mut Partition, slot: u32) {
+        if !self.is_versioned() {
+            return;
+        }
+        let e = &part.slots[slot as usize];
+        let mark = EvictMark {
+            version: e.version,
+            node: e.node,
+            expires_at: e.expires_at,
+        };
+        let h = digest_hash(e.key());
+        if part.evicted.len() < MAX_EVICT_MARKS || part.evicted.contains_key(&h) {
+            part.evicted.insert(h, mark);
+        }
+    }
+
+    /// Drop the eviction mark of `key` (it is written or deleted here now).
+    /// Returns whether there was one.
+    pub(super) fn forget_evicted(&self, part: &mut Partition, key: &[u8]) -> bool {
+        !part.evicted.is_empty() && part.evicted.remove(&digest_hash(key)).is_some()
+    }
+
     /// The state of `key` here: its live value, its tombstone, or nothing.
     pub fn record(&self, key: &[u8], now: UnixMillis) -> Option<Record> {
         let pid = self.partition_of(key).0;
@@ -206,11 +268,21 @@ impl Store {
                 let e = &part.slots[s as usize];
                 Some((e.version, e.node))
             }
-            None => part.tombs.get(key).map(|t| (t.version, t.node)),
+            None => part
+                .tombs
+                .get(key)
+                .map(|t| (t.version, t.node))
+                .or_else(|| {
+                    // Evicted here: that version (or an older one) stays out.
+                    (!part.evicted.is_empty())
+                        .then(|| part.evicted.get(&digest_hash(key)).map(EvictMark::stamp))
+                        .flatten()
+                }),
         };
         if current.is_some_and(|c| c >= rec.stamp()) {
             return Ok(false);
         }
+        self.forget_evicted(&mut part, key);
         self.observe(now.0);
         let queued = match &rec.body {
             Body::Value { value, expires_at } => {
@@ -319,6 +391,12 @@ impl Store {
             buckets[b] = buckets[b].wrapping_add(mix(h, e.version, e.node));
             any = true;
         }
+        // Keys evicted here count as held (see the module docs).
+        for (&h, m) in part.evicted.iter().filter(|(_, m)| m.is_live(now.0)) {
+            let b = (h % DIGEST_BUCKETS as u64) as usize;
+            buckets[b] = buckets[b].wrapping_add(mix(h, m.version, m.node));
+            any = true;
+        }
         any.then_some(Digest(buckets))
     }
 
@@ -362,15 +440,25 @@ impl Store {
             self.remove_at(pid, &mut part, s, Removal::Deleted, false);
         }
         part.tombs = hashbrown::HashMap::new();
+        part.evicted = hashbrown::HashMap::new();
         self.maybe_compact(&mut part);
         slots.len() as u64
     }
 
-    /// Forget tombstones whose lifetime ended. Returns how many went.
+    /// Forget tombstones whose lifetime ended, and eviction marks as old
+    /// (their write's stamp `tombstone_ttl` ago) or expired. Returns how
+    /// many tombstones went.
     pub fn purge_tombstones(&self, now: UnixMillis) -> usize {
+        let ttl = self.tombstone_ttl.load(Ordering::Relaxed);
         let mut purged = 0;
         for pid in 0..self.partitions() {
             let mut part = self.lock(pid);
+            if !part.evicted.is_empty() {
+                part.evicted.retain(|_, m| {
+                    let stamped = m.version >> crate::clock::LOGICAL_BITS;
+                    m.is_live(now.0) && stamped.saturating_add(ttl) > now.0
+                });
+            }
             if part.tombs.is_empty() {
                 continue;
             }
@@ -516,6 +604,51 @@ mod tests {
         let held = b.partition_len(p);
         assert_eq!(b.drop_partition(p), held);
         assert_eq!(b.digest(p, NOW), None);
+    }
+
+    #[test]
+    fn an_evicted_key_refuses_its_old_copy_takes_a_newer_one_and_a_del_leaves_a_tombstone() {
+        let a = versioned(1);
+        let small = Store::new(StoreConfig {
+            partitions: 1,
+            maxmemory: 16 * 1024,
+            ..StoreConfig::default()
+        });
+        small.enable_versions(Arc::new(SharedHlc::new(NodeTag(2))), 60_000);
+        let mut records = Vec::new();
+        for i in 0..400u32 {
+            let k = format!("k{i}");
+            a.set(k.as_bytes(), Bytes::from(vec![b'v'; 100]), None, NOW)
+                .unwrap();
+            let r = a.record(k.as_bytes(), NOW).unwrap();
+            small.apply(&r, NOW).unwrap();
+            records.push(r);
+        }
+        assert!(small.stats().evicted > 0, "the small store evicted");
+        let gone = records
+            .iter()
+            .find(|r| small.get(&r.key, NOW).is_none())
+            .expect("an evicted key")
+            .clone();
+        assert!(
+            !small.apply(&gone, NOW).unwrap(),
+            "its evicted copy stays out"
+        );
+        assert!(small.record(&gone.key, NOW).is_none(), "no tombstone");
+        let newer = Record {
+            version: Version(gone.version.0 + 1),
+            ..gone.clone()
+        };
+        assert!(small.apply(&newer, NOW).unwrap(), "a newer write is stored");
+        assert!(small.get(&gone.key, NOW).is_some());
+        // A DEL of a key evicted here leaves a tombstone for the others.
+        let other = records
+            .iter()
+            .find(|r| small.get(&r.key, NOW).is_none())
+            .expect("another evicted key");
+        assert!(!small.delete(&other.key, NOW));
+        let tomb = small.record(&other.key, NOW).expect("a tombstone");
+        assert_eq!(tomb.body, Body::Tombstone);
     }
 
     #[test]
