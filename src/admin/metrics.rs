@@ -166,6 +166,12 @@ fn cert_metrics(c: &ClusterSources, e: &mut DescriptorEncoder) -> Enc {
     let Some(w) = c.transport.as_ref().and_then(|t| t.cert_watch()) else {
         return Ok(());
     };
+    // Count down from when the watcher computed the values.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let noted = w.noted_at_unix.load(Relaxed);
+    let since = if noted > 0 { (now - noted).max(0) } else { 0 };
     gauges(
         e,
         "shoal_tls_cert_expiry_seconds",
@@ -173,8 +179,8 @@ fn cert_metrics(c: &ClusterSources, e: &mut DescriptorEncoder) -> Enc {
          certificate or the first trusted CA certificate to expire.",
         "kind",
         &[
-            ("node", w.expires_in_secs.load(Relaxed) as f64),
-            ("ca", w.ca_expires_in_secs.load(Relaxed) as f64),
+            ("node", (w.expires_in_secs.load(Relaxed) - since) as f64),
+            ("ca", (w.ca_expires_in_secs.load(Relaxed) - since) as f64),
         ],
     )
 }

@@ -44,6 +44,9 @@ pub struct CertWatch {
     /// Seconds until the first of the trusted CA certificates in use
     /// expires (negative: expired).
     pub ca_expires_in_secs: AtomicI64,
+    /// Unix seconds when the two values above were computed (at start and
+    /// at each reload), so readers can count down from them.
+    pub noted_at_unix: AtomicI64,
 }
 
 /// What identifies a version of the files: (modified, length) of each.
@@ -81,6 +84,11 @@ fn ca_expires_in(tls: &NodeTls) -> Option<i64> {
 fn note_expiry(watch: &CertWatch, tls: &NodeTls, cert: &Path) {
     if let Some(ca_left) = ca_expires_in(tls) {
         watch.ca_expires_in_secs.store(ca_left, Ordering::Relaxed);
+    }
+    if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
+        watch
+            .noted_at_unix
+            .store(now.as_secs() as i64, Ordering::Relaxed);
     }
     let Some(left) = expires_in(tls) else {
         return;
