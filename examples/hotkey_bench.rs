@@ -1,8 +1,10 @@
 //! One hot key read by every task through the two non-owner peers of a
 //! 3-peer cluster, with and without the near cache: throughput, the
 //! owner's peer requests served (the load one hot key pins on its owner),
-//! and the process's CPU time per read. Also shows the hot-key sketch
-//! (`shoal::api::hot::HotKeys`) picking the key out of background traffic.
+//! and the process's CPU time per read. Then: how long after a write the
+//! readers' near copies are invalidated by the owner, what the owner's
+//! primary-side sketch (`SHOAL HOTKEYS`) reports, and what the sketch costs
+//! per request on the request path.
 //!
 //! ```text
 //! cargo run --release --example hotkey_bench -- [tasks] [seconds]
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use shoal::api::DEFAULT_NEAR_TTL;
-use shoal::api::hot::{HotKeys, HotKeysConfig};
+use shoal::hotkeys::HotTracker;
 use shoal::{Node, NodeBuilder};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -152,21 +154,89 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // The sketch: one hot key among 100 000 cold ones.
-    let sketch = HotKeys::new(HotKeysConfig::default());
-    let start = Instant::now();
-    let t0 = Instant::now();
-    for i in 0..1_000_000u64 {
-        if i % 4 == 0 {
-            sketch.record(format!("cold-{}", i % 100_000).as_bytes(), start);
-        } else {
-            sketch.record(b"products:sku-hot", start);
+    // Invalidation: the owner watches the readers' copies; a write through
+    // the owner drops them long before their TTL.
+    let caches: Vec<_> = readers
+        .iter()
+        .map(|r| {
+            r.cache::<String, String>("products")
+                .expect("name")
+                .with_near_cache(1024, Duration::from_secs(30))
+        })
+        .collect();
+    for c in &caches {
+        c.get(&key).await?;
+    }
+    let owner_cache = peers[owner].cache::<String, String>("products")?;
+    let mut delays = Vec::new();
+    for round in 0..20 {
+        let before: u64 = caches
+            .iter()
+            .filter_map(|c| c.near_stats())
+            .map(|s| s.invalidations)
+            .sum();
+        let t0 = Instant::now();
+        owner_cache.set(&key, &format!("mug v{round}")).await?;
+        loop {
+            let now: u64 = caches
+                .iter()
+                .filter_map(|c| c.near_stats())
+                .map(|s| s.invalidations)
+                .sum();
+            if now >= before + caches.len() as u64 || t0.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        delays.push(t0.elapsed().as_secs_f64() * 1e3);
+        for c in &caches {
+            c.get(&key).await?;
         }
     }
-    let per = t0.elapsed().as_nanos() as f64 / 1e6;
-    let top = sketch.top(3, start + Duration::from_millis(100));
-    println!("sketch: {per:.0} ns per record (sampled 1/16, incl. key formatting); top:");
-    for k in top {
+    delays.sort_by(f64::total_cmp);
+    println!(
+        "invalidation of {} near copies (30 s TTL) after a write: p50 {:.1} ms, max {:.1} ms over 20 writes",
+        caches.len(),
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+
+    // The owner's primary-side sketch (what SHOAL HOTKEYS answers).
+    println!(
+        "owner's SHOAL HOTKEYS (sampled 1/{}):",
+        shoal::hotkeys::SAMPLE_EVERY
+    );
+    for k in peers[owner].core().hot().top(3) {
+        println!("  {:<40} ~{:.0}/s", String::from_utf8_lossy(&k.key), k.rate);
+    }
+
+    // The sketch's cost on the request path: one hot key among 100 000
+    // cold ones, 3/4 of the requests to the hot one.
+    let tracker = HotTracker::for_node();
+    let (_, get) = shoal::resp::commands::lookup(b"get").expect("GET");
+    let keys: Vec<[bytes::Bytes; 2]> = (0..100_000u64)
+        .map(|i| {
+            [
+                bytes::Bytes::from("GET"),
+                bytes::Bytes::from(format!("cold-{i}")),
+            ]
+        })
+        .collect();
+    let hot = [
+        bytes::Bytes::from("GET"),
+        bytes::Bytes::from("products:sku-hot"),
+    ];
+    let t0 = Instant::now();
+    for i in 0..4_000_000usize {
+        if i % 4 == 0 {
+            tracker.observe_local(get, &keys[(i / 4) % keys.len()]);
+        } else {
+            tracker.observe_local(get, &hot);
+        }
+    }
+    let per = t0.elapsed().as_nanos() as f64 / 4e6;
+    println!("sketch: {per:.1} ns per request (sampled 1/16); top:");
+    for k in tracker.top(3) {
         println!(
             "  {:<24} rate~{:.0}",
             String::from_utf8_lossy(&k.key),

@@ -11,6 +11,7 @@
 //! - [`cluster`]: routing to owners.
 //! - [`api`]: the embedded peer ([`Node`], typed caches, loaders, backends).
 //! - [`admin`]: the admin HTTP endpoint (metrics, health, status page).
+//! - [`hotkeys`]: hot keys at the primary; near-cache invalidation.
 //! - [`persist`]: snapshots to `--data-dir` (SAVE, BGSAVE, shutdown, load).
 
 #![deny(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod certs;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod hotkeys;
 pub mod membership;
 pub mod node;
 pub mod persist;
@@ -31,4 +33,6 @@ pub mod shutdown;
 pub mod store;
 pub mod transport;
 
-pub use api::{Cache, Error, Node, NodeBuilder};
+pub use api::{
+    Cache, Client, ClientBuilder, ClientCache, ClientStats, Error, Node, NodeBuilder,
+};

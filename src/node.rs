@@ -99,12 +99,16 @@ struct Inner {
     store: Arc<Store>,
     /// Where clients connect.
     resp_addr: SocketAddr,
+    /// Where TLS clients connect (`tls-listen`), if configured.
+    tls_addr: Option<SocketAddr>,
     /// Where the admin HTTP endpoint listens, if it runs.
     admin_addr: Option<SocketAddr>,
     /// Cluster parts, when not standalone.
     cluster: Option<ClusterParts>,
     /// Snapshots (`data-dir`): loaded at start, written at shutdown.
     persist: Arc<Persistence>,
+    /// Hot keys served as primary; near-copy holders and near caches.
+    hot: Arc<crate::hotkeys::HotTracker>,
     /// Tells every task to stop.
     shutdown: Shutdown,
     /// Owns every task.
@@ -158,16 +162,20 @@ impl Node {
                 source,
             })?;
         let resp_addr = server.local_addr();
+        let tls_addr = server.tls_addr();
         let shutdown = Shutdown::new();
         let tasks = TaskSet::new();
         let admin = bind_admin(&cfg).await;
         let admin_addr = admin.as_ref().map(AdminServer::local_addr);
         let _ = server.shared().persist.set(persist.clone());
         persist.attach(&server.shared());
+        let hot = server.shared().hot.clone();
+        let hot_clock = clock.clone();
         let cluster = if cfg.is_cluster() || injected.is_some() {
             let at = (resp_addr, admin_addr);
             let now = clock();
             let parts = start_cluster(&cfg, &store, clock, at, injected, &shutdown, &tasks).await?;
+            let _ = parts.router.hot.set(hot.clone());
             server.set_hook(parts.router.clone() as Arc<dyn ClusterHook>);
             if let Some(repl) = parts.router.replication() {
                 // Stamp no write below a version loaded from the snapshot.
@@ -191,14 +199,23 @@ impl Node {
             };
             tasks.spawn(admin.run(sources, shutdown.clone()));
         }
+        tasks.spawn(crate::hotkeys::run_invalidator(
+            hot.clone(),
+            store.clone(),
+            hot_clock,
+            cluster.as_ref().map(|c| c.router.clone()),
+            shutdown.clone(),
+        ));
         tasks.spawn(server.run(shutdown.clone()));
         Ok(Node {
             inner: Arc::new(Inner {
                 store,
                 resp_addr,
+                tls_addr,
                 admin_addr,
                 cluster,
                 persist,
+                hot,
                 shutdown,
                 tasks,
             }),
@@ -208,6 +225,11 @@ impl Node {
     /// Where RESP clients connect.
     pub fn resp_addr(&self) -> SocketAddr {
         self.inner.resp_addr
+    }
+
+    /// Where TLS clients connect (`tls-listen`), if configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.inner.tls_addr
     }
 
     /// Where the admin HTTP endpoint listens (metrics, health, status
@@ -252,6 +274,12 @@ impl Node {
     /// The router, in cluster mode.
     pub fn router(&self) -> Option<&Arc<Router>> {
         self.inner.cluster.as_ref().map(|c| &c.router)
+    }
+
+    /// Hot keys this node serves as primary (`SHOAL HOTKEYS`), near-copy
+    /// holders and the near caches living here.
+    pub fn hot(&self) -> &Arc<crate::hotkeys::HotTracker> {
+        &self.inner.hot
     }
 
     /// Snapshot state (SAVE, BGSAVE, counters); snapshots are off unless
@@ -490,6 +518,9 @@ async fn dispatch(
                 payload,
                 reply,
             }) => {
+                if let Some(hot) = router.hot.get() {
+                    hot.observe_forwarded(router.cluster.as_str(), &payload);
+                }
                 let router = router.clone();
                 tasks.spawn(async move {
                     let answer = router.serve(from, payload).await;

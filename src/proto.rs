@@ -127,6 +127,9 @@ pub enum Request {
     /// Single-flight for read-through loads at a key's primary (the
     /// embedded API, `crate::api`).
     Flight(crate::api::wire::FlightRequest),
+    /// Near caches: a read that registers a near copy at the key's
+    /// primary, or a primary's invalidation of copies (`crate::hotkeys`).
+    Near(crate::hotkeys::NearRequest),
 }
 
 /// The answer to a [`Request`].
@@ -167,6 +170,8 @@ pub enum Response {
     Buckets(crate::store::Digest),
     /// The answer to `Flight`.
     Flight(crate::api::wire::FlightResponse),
+    /// The answer to `Near`.
+    Near(crate::hotkeys::NearResponse),
 }
 
 /// Encode `body` in an envelope for `cluster`.

@@ -91,6 +91,7 @@ impl Collector for NodeCollector {
         store_metrics(s, &mut e)?;
         resp_metrics(s, &mut e)?;
         command_metrics(s, &mut e)?;
+        hot_metrics(s, &mut e)?;
         let (primary, replica) = s.ownership();
         gauges(
             &mut e,
@@ -626,5 +627,54 @@ fn replication_metrics(c: &ClusterSources, state: &ClusterState, e: &mut Descrip
         } else {
             0.0
         },
+    )
+}
+
+/// Hot keys served as primary and near-cache invalidation
+/// (`crate::hotkeys`).
+fn hot_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {
+    let hot = &s.resp.hot;
+    let top = hot.top(1).first().map_or(0.0, |k| k.rate);
+    gauge(
+        e,
+        "shoal_hotkey_top_rate",
+        "Estimated requests per second of the hottest key this node serves as primary.",
+        top,
+    )?;
+    gauge(
+        e,
+        "shoal_hotkeys_over_threshold",
+        "Keys this node serves as primary above the hot threshold (requests per second).",
+        hot.over_threshold() as f64,
+    )?;
+    counter(
+        e,
+        "shoal_hotkey_samples",
+        "Requests sampled into the hot-key sketch.",
+        hot.sketch_stats().sampled,
+    )?;
+    gauge(
+        e,
+        "shoal_near_held_keys",
+        "Keys with near copies registered at this node (as primary).",
+        hot.held_keys() as f64,
+    )?;
+    counter(
+        e,
+        "shoal_near_invalidations_sent",
+        "Near copies invalidated by this node as primary.",
+        load(&hot.stats.invalidations_sent),
+    )?;
+    counter(
+        e,
+        "shoal_near_invalidation_errors",
+        "Invalidation messages that did not reach their holder.",
+        load(&hot.stats.invalidation_errors),
+    )?;
+    counter(
+        e,
+        "shoal_near_invalidations_received",
+        "Keys invalidated in this node's near caches.",
+        load(&hot.stats.invalidations_received),
     )
 }

@@ -148,9 +148,22 @@ impl<K, V> Cache<K, V> {
     /// Keep local copies of up to `capacity` reads for `ttl` (see
     /// [`crate::api::DEFAULT_NEAR_TTL`]): a hot key's reads stay on this
     /// node. Writes through this cache on this node drop the copy at once;
-    /// writes elsewhere are seen after at most `ttl`.
-    pub fn with_near_cache(mut self, capacity: usize, ttl: Duration) -> Self {
-        self.near = Some(Arc::new(Near::new(capacity, ttl)));
+    /// a write anywhere else makes the key's primary send an invalidation
+    /// that drops it within milliseconds ([`crate::hotkeys`]); `ttl` bounds
+    /// the staleness if that message is lost.
+    pub fn with_near_cache(self, capacity: usize, ttl: Duration) -> Self {
+        self.attach_near(Near::new(capacity, ttl))
+    }
+
+    /// Use `near` and let invalidations that reach this node drop its
+    /// copies.
+    fn attach_near(mut self, near: Near) -> Self {
+        let near = Arc::new(near);
+        if let Some(hot) = self.node.exec().hot() {
+            let sink: Arc<dyn crate::hotkeys::NearSink> = near.clone();
+            hot.register_near(Arc::downgrade(&sink));
+        }
+        self.near = Some(near);
         self
     }
 
@@ -159,14 +172,13 @@ impl<K, V> Cache<K, V> {
     /// (a decaying top-k sketch, [`crate::api::hot::HotKeys`], counts the
     /// reads): one hot key's reads stay here instead of pinning its owner,
     /// and cold keys are always read from the owner.
-    pub fn with_hot_near_cache(mut self, capacity: usize, ttl: Duration, threshold: f64) -> Self {
+    pub fn with_hot_near_cache(self, capacity: usize, ttl: Duration, threshold: f64) -> Self {
         let cfg = crate::api::hot::HotKeysConfig {
             threshold,
             sample_every: 1,
             ..Default::default()
         };
-        self.near = Some(Arc::new(Near::hot_only(capacity, ttl, cfg)));
-        self
+        self.attach_near(Near::hot_only(capacity, ttl, cfg))
     }
 
     /// The hottest keys read through this cache on this node (stored key,
@@ -191,11 +203,30 @@ impl<K, V> Cache<K, V> {
         }
     }
 
-    /// Keep a local copy of a full key's value.
-    fn remember(&self, full: Bytes, raw: &Bytes) {
-        if let Some(n) = &self.near {
-            n.put(full, raw.clone());
+    /// Read a full key at its owner. With a near cache that admits the
+    /// key, the read is a watched one at the primary and the copy is kept;
+    /// otherwise (or if the primary declines to watch) no copy is kept.
+    async fn fetch(&self, full: &Bytes) -> Result<Option<Bytes>, Error> {
+        use crate::hotkeys::NearResponse;
+        if let Some(near) = &self.near
+            && near.admits(full)
+        {
+            let read = self.node.exec().near_read(full.clone(), near.ttl()).await;
+            if let Ok(NearResponse::Value {
+                value,
+                version,
+                watched,
+            }) = read
+            {
+                if let Some(raw) = &value
+                    && watched
+                {
+                    near.put_versioned(full.clone(), raw.clone(), version);
+                }
+                return Ok(value);
+            }
         }
+        self.node.get(full.clone()).await
     }
 
     /// A local copy of a full key's value.
@@ -318,15 +349,10 @@ where
     /// replaced with what the owner returned.
     pub async fn get_fresh(&self, key: &K) -> Result<Option<V>, Error> {
         let full = self.key(key)?;
-        match self.node.get(full.clone()).await? {
-            Some(raw) => {
-                self.remember(full, &raw);
-                decode(&raw)
-            }
-            None => {
-                self.forget(&full);
-                Ok(None)
-            }
+        self.forget(&full);
+        match self.fetch(&full).await? {
+            Some(raw) => decode(&raw),
+            None => Ok(None),
         }
     }
 
@@ -334,11 +360,8 @@ where
         if let Some(raw) = self.recall(&full) {
             return decode(&raw);
         }
-        match self.node.get(full.clone()).await? {
-            Some(raw) => {
-                self.remember(full, &raw);
-                decode(&raw)
-            }
+        match self.fetch(&full).await? {
+            Some(raw) => decode(&raw),
             None => Ok(None),
         }
     }
@@ -443,8 +466,7 @@ where
         if let Some(raw) = self.recall(&full) {
             return decode(&raw);
         }
-        if let Some(raw) = self.node.get(full.clone()).await? {
-            self.remember(full, &raw);
+        if let Some(raw) = self.fetch(&full).await? {
             return decode(&raw);
         }
         let fut = loader();
@@ -463,8 +485,8 @@ where
             negative_ttl: self.negative_ttl,
             timeout: self.loader_timeout,
         };
-        let raw = loader::get_or_load(self.node.exec(), full.clone(), &policy, boxed).await?;
-        self.remember(full, &raw);
+        // The next read keeps a watched copy; this one keeps none.
+        let raw = loader::get_or_load(self.node.exec(), full, &policy, boxed).await?;
         decode(&raw)
     }
 

@@ -5,12 +5,15 @@
 //! A RESP client that learns the cluster's placement and sends each key
 //! straight to its primary, so no request pays a forwarding hop:
 //!
-//! - **Ring fetch.** From any node: `INFO cluster` (P as
-//!   `cluster_partitions`, R as `cluster_replicas`, the node's
-//!   `cluster_ring_digest`) and `SHOAL MEMBERS` (names, RESP addresses,
-//!   states), pipelined on one connection. The client builds the same
-//!   [`Ring`] the nodes build (members alive or suspect, P, R) and checks
-//!   its digest against the node's: equal digests mean the same placement.
+//! - **Ring fetch.** From any node: `SHOAL RING` (P, R, the placement
+//!   algorithm and key hash by name, the ring digest, and the members with
+//!   their RESP addresses, states and whether placement counts them). The
+//!   client builds the same [`Ring`] the node built and checks its digest
+//!   against the node's: equal digests mean the same placement. A node
+//!   that does not know `SHOAL RING` (an older build) is asked
+//!   `INFO cluster` and `SHOAL MEMBERS` instead; a node that names another
+//!   placement algorithm is not routed by (every command goes to a node,
+//!   which forwards).
 //! - **Routing.** `partition_of(key, P)` → the ring's primary → that
 //!   member's RESP address → a small connection [`Pool`].
 //! - **Refresh.** On an interval (default 1 s), after any connection error,
@@ -37,8 +40,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Error;
-use super::client_conn::Pool;
+use super::client_conn::{ConnOptions, Pool, TlsOptions};
 use crate::resp::codec::Frame;
+use crate::resp::commands::{KEY_HASH, PLACEMENT};
 use crate::ring::{Ring, RingDigest};
 use crate::store::partition_of;
 use crate::transport::NodeName;
@@ -73,6 +77,10 @@ pub struct ClientBuilder {
     /// Whether to route by key (off: every command goes to the first
     /// seed, which forwards; for comparisons).
     routing: bool,
+    /// TLS to the RESP port, when set.
+    tls: Option<TlsOptions>,
+    /// `AUTH` on every connection: (user, password).
+    auth: Option<(Option<String>, String)>,
 }
 
 impl ClientBuilder {
@@ -101,10 +109,72 @@ impl ClientBuilder {
         self
     }
 
+    /// Authenticate every connection as the `default` user with
+    /// `password` (the nodes' `requirepass`): `AUTH password`.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.auth = Some((None, password.into()));
+        self
+    }
+
+    /// Authenticate every connection as ACL user `user`:
+    /// `AUTH user password`.
+    pub fn user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some((Some(user.into()), password.into()));
+        self
+    }
+
+    /// Speak TLS to the seeds (the nodes' `tls-listen` port), trusting the
+    /// CA certificates in the PEM file `ca`, as `redis-cli --tls --cacert`
+    /// does. The server certificate must name the IP address connected to
+    /// unless [`ClientBuilder::tls_server_name`] says otherwise.
+    ///
+    /// Members gossip only their plain RESP address, so a TLS client does
+    /// not route by key: every command goes to a seed (the first that
+    /// answers), which forwards it.
+    pub fn tls(mut self, ca: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        let keep = self.tls.as_ref().and_then(|t| t.server_name.clone());
+        let mut tls = TlsOptions::from_files(ca.as_ref(), None)?;
+        tls.server_name = keep;
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// Like [`ClientBuilder::tls`], also presenting the client
+    /// certificate chain `cert` and its key `key` (PEM), for nodes started
+    /// with `tls-client-ca`.
+    pub fn tls_with_client_cert(
+        mut self,
+        ca: impl AsRef<std::path::Path>,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<Self, Error> {
+        let keep = self.tls.as_ref().and_then(|t| t.server_name.clone());
+        let client = Some((cert.as_ref(), key.as_ref()));
+        let mut tls = TlsOptions::from_files(ca.as_ref(), client)?;
+        tls.server_name = keep;
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// The name the nodes' TLS certificates carry (default: the IP
+    /// address connected to). Takes effect with [`ClientBuilder::tls`].
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        if let Some(tls) = &mut self.tls {
+            tls.server_name = Some(name.into());
+        }
+        self
+    }
+
     /// Fetch the ring from a seed and start the refresh task. Fails when
     /// no seed answers.
     pub async fn connect(self) -> Result<Client, Error> {
+        let conn = Arc::new(ConnOptions {
+            timeout: self.timeout,
+            tls: self.tls.clone(),
+            auth: self.auth.clone(),
+        });
         let inner = Arc::new(Inner {
+            conn,
             opts: self,
             view: RwLock::new(Arc::new(View::default())),
             pools: RwLock::new(HashMap::new()),
@@ -123,7 +193,10 @@ impl ClientBuilder {
 ///
 /// ```no_run
 /// # async fn demo(addr: std::net::SocketAddr) -> Result<(), shoal::Error> {
-/// let client = shoal::api::Client::builder([addr]).connect().await?;
+/// let client = shoal::Client::builder([addr])
+///     .password("secret") // or .user("app", "pw"); .tls("ca.crt")? for TLS
+///     .connect()
+///     .await?;
 /// client.set("k", "v", None).await?;
 /// assert_eq!(client.get("k").await?.as_deref(), Some(&b"v"[..]));
 /// let products = client.cache::<String, u32>("products")?;
@@ -152,6 +225,8 @@ struct View {
 struct Inner {
     /// Options.
     opts: ClientBuilder,
+    /// How connections are opened (from `opts`).
+    conn: Arc<ConnOptions>,
     /// Current view, swapped whole on refresh.
     view: RwLock<Arc<View>>,
     /// Connection pools by RESP address.
@@ -187,14 +262,16 @@ impl Inner {
         let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
         pools
             .entry(addr)
-            .or_insert_with(|| Arc::new(Pool::new(addr, self.opts.pool_size, self.opts.timeout)))
+            .or_insert_with(|| Arc::new(Pool::new(addr, self.opts.pool_size, self.conn.clone())))
             .clone()
     }
 
     /// Every address worth trying, known members first, then seeds.
     fn candidates(&self, view: &View) -> Vec<SocketAddr> {
         let mut out: Vec<SocketAddr> = Vec::new();
-        if let Some(ring) = &view.ring {
+        // Members' gossiped addresses are plain RESP ports: over TLS only
+        // the seeds are reachable.
+        if let Some(ring) = view.ring.as_ref().filter(|_| self.opts.tls.is_none()) {
             for m in ring.members() {
                 if let Some(a) = view.resp.get(m)
                     && !out.contains(a)
@@ -229,6 +306,59 @@ impl Inner {
     }
 
     async fn fetch(&self, addr: SocketAddr) -> Result<View, Error> {
+        let cmd = vec![Bytes::from_static(b"SHOAL"), Bytes::from_static(b"RING")];
+        let replies = self.pool(addr).batch(&[cmd]).await?;
+        match replies.first() {
+            Some(Frame::Error(e)) if e.starts_with(b"NOPERM") => {
+                // A user not allowed to read the ring: no routing by key;
+                // the seeds forward.
+                tracing::debug!("SHOAL RING not permitted; not routing by key");
+                Ok(View::default())
+            }
+            Some(Frame::Error(_)) => self.fetch_legacy(addr).await,
+            Some(f) => self.view_of_ring(&ring_reply(f)?),
+            None => Err(Error::Server("SHOAL RING: no reply".into())),
+        }
+    }
+
+    /// The view described by a `SHOAL RING` reply.
+    fn view_of_ring(&self, r: &RingReply) -> Result<View, Error> {
+        if r.placement != PLACEMENT || r.key_hash != KEY_HASH || r.hash_seed != 0 {
+            tracing::warn!(placement = %r.placement, key_hash = %r.key_hash, "unknown placement; not routing by key");
+            return Ok(View::default());
+        }
+        let mut names = Vec::new();
+        let mut resp = HashMap::new();
+        for m in &r.members {
+            let name = NodeName::new(&m.name);
+            if m.in_ring {
+                names.push(name.clone());
+            }
+            if let Ok(a) = m.resp.parse::<SocketAddr>() {
+                resp.insert(name, a);
+            }
+        }
+        if names.len() <= 1 {
+            // One node (or a standalone one) owns everything: send to the
+            // seeds, whatever address the node reports for itself.
+            return Ok(View::default());
+        }
+        let ring = Ring::new(names, r.partitions, r.replicas)
+            .map_err(|e| Error::Server(format!("ring fetch: {e}")))?;
+        if ring.digest() != r.digest {
+            self.stats.digest_mismatches.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(View {
+            ring: Some(ring),
+            resp,
+            partitions: r.partitions,
+            digest: Some(r.digest),
+        })
+    }
+
+    /// The ring from `INFO cluster` and `SHOAL MEMBERS` (nodes without
+    /// `SHOAL RING`).
+    async fn fetch_legacy(&self, addr: SocketAddr) -> Result<View, Error> {
         let cmds = vec![
             vec![Bytes::from_static(b"INFO"), Bytes::from_static(b"cluster")],
             vec![Bytes::from_static(b"SHOAL"), Bytes::from_static(b"MEMBERS")],
@@ -284,7 +414,7 @@ impl Inner {
 
     /// Where `key` should go: its primary's RESP address, if known.
     fn route(&self, view: &View, key: &[u8]) -> Option<SocketAddr> {
-        if !self.opts.routing {
+        if !self.opts.routing || self.opts.tls.is_some() {
             return self.opts.seeds.first().copied();
         }
         let ring = view.ring.as_ref()?;
@@ -342,6 +472,106 @@ fn text_of(f: &Frame) -> Result<String, Error> {
         Frame::Error(e) => Err(Error::from_reply(e)),
         other => Err(Error::Server(format!("unexpected reply {other:?}"))),
     }
+}
+
+/// A parsed `SHOAL RING` reply.
+struct RingReply {
+    /// P.
+    partitions: u32,
+    /// R.
+    replicas: u32,
+    /// Placement algorithm name.
+    placement: String,
+    /// Key hash name.
+    key_hash: String,
+    /// Hash seed.
+    hash_seed: i64,
+    /// The node's ring digest.
+    digest: RingDigest,
+    /// Members.
+    members: Vec<RingMember>,
+}
+
+/// One member of a `SHOAL RING` reply.
+struct RingMember {
+    /// Node name.
+    name: String,
+    /// RESP address or `-`.
+    resp: String,
+    /// Whether placement counts it.
+    in_ring: bool,
+}
+
+/// Field/value pairs of a RESP3 map or a RESP2 flat array.
+fn pairs(f: &Frame) -> Option<Vec<(&Frame, &Frame)>> {
+    match f {
+        Frame::Array(items) => Some(
+            items
+                .chunks(2)
+                .filter_map(|c| c.first().zip(c.get(1)))
+                .collect(),
+        ),
+        Frame::Map(items) => Some(items.iter().map(|(k, v)| (k, v)).collect()),
+        _ => None,
+    }
+}
+
+/// The value of `field` among `pairs`.
+fn field<'a>(pairs: &[(&Frame, &'a Frame)], field: &[u8]) -> Option<&'a Frame> {
+    pairs.iter().find_map(|(k, v)| match k {
+        Frame::Bulk(k) | Frame::Simple(k) if k.as_ref() == field => Some(*v),
+        _ => None,
+    })
+}
+
+fn frame_text(f: Option<&Frame>) -> Option<String> {
+    match f? {
+        Frame::Bulk(b) | Frame::Simple(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+fn frame_int(f: Option<&Frame>) -> Option<i64> {
+    match f? {
+        Frame::Integer(n) => Some(*n),
+        Frame::Bulk(b) | Frame::Simple(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Parse `SHOAL RING`.
+fn ring_reply(f: &Frame) -> Result<RingReply, Error> {
+    let bad = |what: &str| Error::Server(format!("SHOAL RING: bad or missing {what}"));
+    let top = pairs(f).ok_or_else(|| bad("reply"))?;
+    let number = |name: &str| {
+        frame_int(field(&top, name.as_bytes()))
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad(name))
+    };
+    let digest = frame_text(field(&top, b"digest"))
+        .and_then(|d| u64::from_str_radix(&d, 16).ok())
+        .ok_or_else(|| bad("digest"))?;
+    let Some(Frame::Array(rows)) = field(&top, b"members") else {
+        return Err(bad("members"));
+    };
+    let mut members = Vec::with_capacity(rows.len());
+    for row in rows {
+        let m = pairs(row).ok_or_else(|| bad("member"))?;
+        members.push(RingMember {
+            name: frame_text(field(&m, b"name")).ok_or_else(|| bad("member name"))?,
+            resp: frame_text(field(&m, b"resp")).unwrap_or_else(|| "-".into()),
+            in_ring: frame_int(field(&m, b"ring")) == Some(1),
+        });
+    }
+    Ok(RingReply {
+        partitions: number("partitions")?,
+        replicas: number("replicas")?,
+        placement: frame_text(field(&top, b"placement")).ok_or_else(|| bad("placement"))?,
+        key_hash: frame_text(field(&top, b"key_hash")).ok_or_else(|| bad("key_hash"))?,
+        hash_seed: frame_int(field(&top, b"hash_seed")).ok_or_else(|| bad("hash_seed"))?,
+        digest: RingDigest(digest),
+        members,
+    })
 }
 
 /// One member as `SHOAL MEMBERS` describes it.
@@ -410,6 +640,8 @@ impl Client {
             refresh_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(5),
             routing: true,
+            tls: None,
+            auth: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! [`Exec`]: build RESP arguments, run them through the router (a key owned
 //! elsewhere is forwarded exactly as a RESP client's command would be) or on
 //! the local store of a standalone node, and decode the reply frame. It also
-//! sends single-flight requests to a key's primary.
+//! sends single-flight requests and near-cache reads to a key's primary.
 //!
 //! # What it must not do
 //! Know what a typed cache is, or decide policy (TTLs, retries of loads).
@@ -18,6 +18,7 @@ use super::Error;
 use super::loader::FlightTable;
 use super::wire::{FlightRequest, FlightResponse};
 use crate::cluster::Router;
+use crate::hotkeys::{HotTracker, NearRequest, NearResponse};
 use crate::proto::{self, Request, Response};
 use crate::resp::clock::Clock;
 use crate::resp::codec::{Frame, Proto, parse_frame};
@@ -43,6 +44,8 @@ pub enum Exec {
         clock: Clock,
         /// Its single-flight table (it is every key's primary).
         flights: Arc<FlightTable>,
+        /// Its hot-key sketch and near-copy holders.
+        hot: Arc<HotTracker>,
     },
     /// A cluster peer: commands go through the router.
     Cluster(Arc<Router>),
@@ -70,7 +73,10 @@ impl Exec {
             return Err(Error::Server("unknown command".into()));
         };
         let bytes = match self {
-            Exec::Local { store, clock, .. } => {
+            Exec::Local {
+                store, clock, hot, ..
+            } => {
+                hot.observe_local(spec, args);
                 let mut out = BytesMut::new();
                 let mut reply = Reply::new(&mut out, Proto::Resp3);
                 if !execute_data(store, clock(), args, &mut reply) {
@@ -82,7 +88,12 @@ impl Exec {
                 out.freeze()
             }
             Exec::Cluster(router) => match router.dispatch(spec, args, Proto::Resp3, 0) {
-                Routed::Local => router.execute_here(args, Proto::Resp3),
+                Routed::Local => {
+                    if let Some(hot) = router.hot.get() {
+                        hot.observe_local(spec, args);
+                    }
+                    router.execute_here(args, Proto::Resp3)
+                }
                 Routed::Deferred(fut) => fut.await,
             },
         };
@@ -128,6 +139,62 @@ impl Exec {
                 "unexpected answer from {owner}: {other:?}"
             ))),
             Err(e) => Err(Error::Server(format!("bad answer from {owner}: {e}"))),
+        }
+    }
+}
+
+impl Exec {
+    /// Read `key` at its primary for a near cache keeping a copy for
+    /// `ttl`: the value, its version, and whether the primary watches the
+    /// copy (it then invalidates it when the key changes).
+    pub async fn near_read(&self, key: Bytes, ttl: Duration) -> Result<NearResponse, Error> {
+        let router = match self {
+            Exec::Local {
+                store, clock, hot, ..
+            } => return Ok(hot.near_read(store, clock(), key, ttl, None)),
+            Exec::Cluster(router) => router,
+        };
+        let st = router.current();
+        let owner = st
+            .primary(crate::store::partition_of(&key, st.ring.partitions()))
+            .clone();
+        if owner == st.me {
+            let Some(hot) = router.hot.get() else {
+                return Ok(NearResponse::NotPrimary);
+            };
+            if !crate::hotkeys::owns_ready(router, &key) {
+                return Ok(NearResponse::NotPrimary);
+            }
+            return Ok(hot.near_read(&router.store, (router.clock)(), key, ttl, None));
+        }
+        let Some(addr) = st.peer_addr(&owner) else {
+            return Err(Error::Unavailable(format!(
+                "no address for primary {owner}"
+            )));
+        };
+        let cluster = router.cluster.as_str();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let req = Request::Near(NearRequest::Read { key, ttl_ms });
+        let bytes = router
+            .transport
+            .request(addr, proto::encode(cluster, &req))
+            .await
+            .map_err(|e| Error::Unavailable(format!("primary {owner} unreachable: {e}")))?;
+        match proto::decode::<Response>(cluster, &bytes) {
+            Ok(Response::Near(r)) => Ok(r),
+            Ok(Response::Refused(why)) => Err(Error::Server(format!("{owner} refused: {why}"))),
+            Ok(other) => Err(Error::Server(format!(
+                "unexpected answer from {owner}: {other:?}"
+            ))),
+            Err(e) => Err(Error::Server(format!("bad answer from {owner}: {e}"))),
+        }
+    }
+
+    /// The node's hot-key tracker (none on a cluster node not yet wired).
+    pub(crate) fn hot(&self) -> Option<&Arc<HotTracker>> {
+        match self {
+            Exec::Local { hot, .. } => Some(hot),
+            Exec::Cluster(router) => router.hot.get(),
         }
     }
 }

@@ -67,6 +67,7 @@ impl Node {
                 store: core.store().clone(),
                 clock: crate::resp::clock::system_clock(),
                 flights: Arc::new(FlightTable::default()),
+                hot: core.hot().clone(),
             },
         };
         Node {

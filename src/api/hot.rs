@@ -144,6 +144,25 @@ impl HotKeys {
         if mix(n) % self.cfg.sample_every != 0 {
             return;
         }
+        self.update(key, now);
+    }
+
+    /// Count one request the caller already sampled (one in
+    /// `sample_every`, e.g. by a per-thread countdown): it stands for
+    /// `sample_every` requests.
+    pub fn record_sampled(&self, key: &[u8], now: Instant) {
+        self.seen
+            .fetch_add(self.cfg.sample_every, Ordering::Relaxed);
+        self.update(key, now);
+    }
+
+    /// The rate (requests per second) above which a key is hot.
+    pub fn threshold(&self) -> f64 {
+        self.cfg.threshold
+    }
+
+    /// Add one sampled request of `key` to the sketch.
+    fn update(&self, key: &[u8], now: Instant) {
         self.sampled.fetch_add(1, Ordering::Relaxed);
         let mut s = self.lock();
         self.decay(&mut s, now);

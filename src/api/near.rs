@@ -3,17 +3,22 @@
 //! # What this module owns
 //! A bounded map of encoded key → encoded value with a TTL (at most one
 //! second by default), consulted before a read goes to the key's owner, so
-//! a hot key's reads stay on the reading node. Writes, deletes and
-//! invalidations made *through this cache on this node* drop the local
-//! copy at once. Optionally only *hot* keys are kept: every lookup is
-//! counted in a [`HotKeys`] sketch and a copy is admitted only while its
-//! key's read rate here is above a threshold, so cold keys never take
-//! space or risk staleness.
+//! a hot key's reads stay on the reading node. Copies are filled by a
+//! *watched* read at the key's primary ([`crate::hotkeys`]), which answers
+//! the value's version and invalidates the copy when the key changes,
+//! whoever changed it; writes, deletes and invalidations made through this
+//! cache on this node drop the copy at once too. Optionally only *hot*
+//! keys are kept: every lookup is counted in a [`HotKeys`] sketch and a
+//! copy is admitted only while its key's read rate here is above a
+//! threshold, so cold keys never take space.
 //!
 //! # What it must not do
-//! Pretend to be coherent: a write made on another node is seen here only
-//! once the local copy expires (at most its TTL later). The primary does
-//! not yet broadcast newer versions to near caches; keep the TTL short.
+//! Keep a copy the primary does not watch, or a fill older than an
+//! invalidation that overtook it (a *fence* remembers the newest version
+//! invalidated per key for one TTL). Coherence is prompt, not
+//! linearizable: between a write and the arrival of its invalidation
+//! (the primary's poll interval plus one message) a read here may still
+//! return the old value; the TTL bounds what a lost invalidation costs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +29,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::hot::{HotKeys, HotKeysConfig};
+use crate::hotkeys::{NearSink, NearVersion};
 
 /// Default TTL of a near copy.
 pub const DEFAULT_NEAR_TTL: Duration = Duration::from_secs(1);
@@ -37,6 +43,8 @@ pub struct NearStats {
     pub misses: u64,
     /// Entries held now.
     pub entries: u64,
+    /// Copies dropped because the primary reported a newer version.
+    pub invalidations: u64,
 }
 
 /// The local copies of one typed cache on one node.
@@ -53,6 +61,11 @@ pub(crate) struct Near {
     misses: AtomicU64,
     /// Admission by read rate, when only hot keys are kept.
     hot: Option<HotKeys>,
+    /// Key → newest version invalidated and when: fills of older versions
+    /// still in flight are refused (see the module docs).
+    fences: Mutex<HashMap<Bytes, (NearVersion, Instant)>>,
+    /// See [`NearStats::invalidations`].
+    invalidations: AtomicU64,
 }
 
 impl Near {
@@ -64,6 +77,8 @@ impl Near {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             hot: None,
+            fences: Mutex::new(HashMap::new()),
+            invalidations: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +124,34 @@ impl Near {
         }
     }
 
+    /// Lifetime of a copy.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Whether a copy of `key` would be kept (always, or while it is hot).
+    pub(crate) fn admits(&self, key: &Bytes) -> bool {
+        self.hot
+            .as_ref()
+            .is_none_or(|hot| hot.is_hot(key, Instant::now().into_std()))
+    }
+
+    fn lock_fences(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, (NearVersion, Instant)>> {
+        self.fences.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keep a copy of `value` for `key`, of `version` at the primary,
+    /// unless an invalidation of a newer version already arrived.
+    pub(crate) fn put_versioned(&self, key: Bytes, value: Bytes, version: NearVersion) {
+        let fenced = self
+            .lock_fences()
+            .get(&key)
+            .is_some_and(|(newest, _)| *newest > version);
+        if !fenced {
+            self.put(key, value);
+        }
+    }
+
     /// Keep a copy of `value` for `key`. When full, expired copies go
     /// first, then an arbitrary one.
     pub(crate) fn put(&self, key: Bytes, value: Bytes) {
@@ -140,6 +183,28 @@ impl Near {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries: self.lock().len() as u64,
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl NearSink for Near {
+    fn invalidate(&self, key: &Bytes, version: NearVersion) {
+        let now = Instant::now();
+        {
+            let mut fences = self.lock_fences();
+            if fences.len() >= self.capacity {
+                // A fence matters only while a fill may be in flight; fills
+                // take far less than a copy's lifetime.
+                fences.retain(|_, (_, at)| now.duration_since(*at) < self.ttl);
+            }
+            let fence = fences.entry(key.clone()).or_insert((version, now));
+            if version >= fence.0 {
+                *fence = (version, now);
+            }
+        }
+        if self.lock().remove(key).is_some() {
+            self.invalidations.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -186,6 +251,25 @@ mod tests {
         assert_eq!(near.stats().entries, 1);
         let top = near.hot_keys().map(|h| h.top(1, Instant::now().into_std()));
         assert_eq!(top.map(|t| t[0].key.clone()), Some(hot));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalidation_drops_the_copy_and_fences_older_fills() {
+        let near = Near::new(10, Duration::from_secs(30));
+        let k = Bytes::from_static(b"k");
+        let v = |n| NearVersion {
+            version: n,
+            node: 1,
+        };
+        near.put_versioned(k.clone(), Bytes::from_static(b"old"), v(1));
+        near.invalidate(&k, v(2));
+        assert_eq!(near.get(&k), None);
+        assert_eq!(near.stats().invalidations, 1);
+        // A fill of version 1 that was in flight arrives late: refused.
+        near.put_versioned(k.clone(), Bytes::from_static(b"old"), v(1));
+        assert_eq!(near.get(&k), None);
+        near.put_versioned(k.clone(), Bytes::from_static(b"new"), v(2));
+        assert_eq!(near.get(&k), Some(Bytes::from_static(b"new")));
     }
 
     #[tokio::test(start_paused = true)]

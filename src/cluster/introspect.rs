@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::router::Router;
 use crate::membership::MemberState;
-use crate::resp::hook::MemberRow;
+use crate::resp::hook::{MemberRow, RingInfo};
 
 fn state_name(s: MemberState) -> &'static str {
     match s {
@@ -208,4 +208,15 @@ pub(crate) fn members(router: &Router) -> Vec<MemberRow> {
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     rows
+}
+
+/// `SHOAL RING`: the ring's parameters and members.
+pub(crate) fn ring_info(router: &Router) -> RingInfo {
+    let st = router.current();
+    RingInfo {
+        partitions: st.ring.partitions(),
+        replicas: st.ring.replication(),
+        digest: st.digest().0,
+        ring_members: st.ring.members().iter().map(|m| m.to_string()).collect(),
+    }
 }

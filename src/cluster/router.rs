@@ -90,6 +90,9 @@ pub struct Router {
     pub(crate) repl: std::sync::OnceLock<Arc<super::replication::Replication>>,
     /// Single-flight load slots for keys we are primary of (embedded API).
     pub(crate) flights: Arc<crate::api::loader::FlightTable>,
+    /// The node's hot keys and near-copy holders (`crate::hotkeys`); set
+    /// once by the node at start.
+    pub(crate) hot: std::sync::OnceLock<Arc<crate::hotkeys::HotTracker>>,
 }
 
 impl Router {
@@ -110,6 +113,7 @@ impl Router {
             stats: Arc::new(RouterStats::default()),
             repl: std::sync::OnceLock::new(),
             flights: Arc::new(crate::api::loader::FlightTable::default()),
+            hot: std::sync::OnceLock::new(),
         })
     }
 
@@ -285,6 +289,7 @@ impl Router {
                 let (keys, expires) = self.keyspace_share();
                 Response::Keyspace { keys, expires }
             }
+            Request::Near(req) => Response::Near(crate::hotkeys::serve(&self, &from, req)),
             Request::Flight(req) => {
                 let exec = crate::api::exec::Exec::Cluster(self.clone());
                 Response::Flight(self.flights.serve(&exec, req).await)
@@ -366,6 +371,10 @@ impl ClusterHook for Router {
 
     fn replicas_of(&self, partition: u32) -> Vec<String> {
         super::introspect::replicas_of(self, partition)
+    }
+
+    fn ring_info(&self) -> Option<crate::resp::hook::RingInfo> {
+        Some(super::introspect::ring_info(self))
     }
 }
 

@@ -46,6 +46,20 @@ pub struct MemberRow {
     pub myself: bool,
 }
 
+/// What `SHOAL RING` reports: with the placement rules (see
+/// [`crate::ring`]), enough for a client to compute every key's replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingInfo {
+    /// Number of partitions P.
+    pub partitions: u32,
+    /// Replicas per partition R.
+    pub replicas: u32,
+    /// The ring's digest (a client that computes another has another view).
+    pub digest: u64,
+    /// The members placement is computed over (alive or suspect), sorted.
+    pub ring_members: Vec<String>,
+}
+
 /// What the RESP layer asks of the cluster.
 pub trait ClusterHook: Send + Sync + 'static {
     /// Decide where a data command runs (called after arity and auth
@@ -66,5 +80,11 @@ pub trait ClusterHook: Send + Sync + 'static {
     fn replicas_of(&self, partition: u32) -> Vec<String> {
         let _ = partition;
         Vec::new()
+    }
+
+    /// The ring's parameters and members (`SHOAL RING`). The default:
+    /// unknown.
+    fn ring_info(&self) -> Option<RingInfo> {
+        None
     }
 }

@@ -99,6 +99,7 @@ impl Server {
             client_limits: cfg.client_limits(),
             acl,
             persist: OnceLock::new(),
+            hot: Arc::new(crate::hotkeys::HotTracker::for_node()),
         };
         match &listener {
             Some(_) => tracing::info!(addr = %local_addr, "RESP server listening"),

@@ -46,6 +46,9 @@ pub struct Shared {
     /// Snapshot state (SAVE, BGSAVE, LASTSAVE, INFO persistence); set once
     /// by the node before serving. Absent: SAVE answers an error.
     pub persist: OnceLock<Arc<crate::persist::Persistence>>,
+    /// Hot keys this node serves as primary, and near-copy bookkeeping
+    /// (SHOAL HOTKEYS, metrics, near-cache invalidation).
+    pub hot: Arc<crate::hotkeys::HotTracker>,
 }
 
 impl Shared {

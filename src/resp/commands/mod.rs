@@ -38,6 +38,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 pub use connection::Secret;
 pub use errors::{CmdError, CmdResult};
+pub use shoal::{KEY_HASH, PLACEMENT};
 use hashbrown::HashMap;
 
 use super::hook::{Deferred, Routed};
@@ -308,6 +309,7 @@ pub fn execute(
                 {
                     return Some(fut);
                 }
+                shared.hot.observe_local(spec, args);
                 let ctx = DataCtx {
                     store: &shared.store,
                     now: shared.now(),

@@ -10,10 +10,27 @@
 //! - `SHOAL DIGEST <partition>`: hex digest of this node's copy of the
 //!   partition (live keys and their versions; tombstones excluded), or nil
 //!   when this node holds no live key of it.
+//! - `SHOAL HOTKEYS [COUNT n]`: the `n` (default 10) keys this node served
+//!   most as their primary, hottest first, each `[key, estimated rate/s]`
+//!   (a sampled, decaying sketch: `crate::hotkeys`).
+//! - `SHOAL RING`: what a client needs to compute placement itself:
+//!   `partitions` (P), `replicas` (R), `placement` and `key_hash` (the
+//!   algorithms, named below), `hash_seed`, the ring `digest` (16 hex
+//!   digits) and `members`, each `name`, `resp` address, `state` and `ring`
+//!   (1 when placement counts it). A map in RESP3, a flat field/value array
+//!   in RESP2.
+//!
+//! # Placement, as `SHOAL RING` names it
+//! `key_hash` `xxh3_64`: a key's partition is `xxh3_64(k, seed 0) % P`,
+//! where `k` is the key's hash tag (`{...}`) if it has one. `placement`
+//! `rendezvous-xxh3`: see [`crate::ring`]; each ring member `m` weighs
+//! `xxh3_64_with_seed(p as u32 LE, xxh3_64(m, seed 0))` for partition `p`,
+//! and the R heaviest hold it, heaviest first (the primary).
 
 use bytes::Bytes;
 
-use super::{CmdError, CmdResult, CommandSpec, Flag, Handler, help, is};
+use super::{CmdError, CmdResult, CommandSpec, Flag, Handler, help, int_arg, is};
+use crate::resp::hook::RingInfo;
 use crate::resp::reply::Reply;
 use crate::resp::state::Shared;
 
@@ -25,15 +42,32 @@ pub(super) const COMMANDS: &[CommandSpec] = &[CommandSpec {
     last_key: 0,
     step: 0,
     acl: &["slow"],
-    summary: "Shoal cluster introspection: SHOAL MEMBERS|PARTITION|LOCAL|DIGEST|HELP.",
+    summary: "Shoal cluster introspection: SHOAL MEMBERS|PARTITION|LOCAL|DIGEST|HOTKEYS|RING|HELP.",
     group: "server",
     since: "0.1.0",
     handler: Handler::Node(shoal),
 }];
 
+/// The placement algorithm `SHOAL RING` names (see the module docs).
+pub const PLACEMENT: &str = "rendezvous-xxh3";
+
+/// The key hash `SHOAL RING` names.
+pub const KEY_HASH: &str = "xxh3_64";
+
+/// Keys `SHOAL HOTKEYS` lists without `COUNT`.
+const DEFAULT_HOTKEYS: usize = 10;
+
+/// Most keys `SHOAL HOTKEYS` lists.
+const MAX_HOTKEYS: usize = 1000;
+
 fn shoal(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
     let sub = &args[1];
-    if is(sub, "members") && args.len() == 2 {
+    if is(sub, "hotkeys") {
+        hotkeys(shared, &args[2..], reply)
+    } else if is(sub, "ring") && args.len() == 2 {
+        ring(shared, reply);
+        Ok(())
+    } else if is(sub, "members") && args.len() == 2 {
         members(shared, reply);
         Ok(())
     } else if is(sub, "partition") && args.len() == 3 {
@@ -74,6 +108,11 @@ fn shoal(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
                 "    The value held in this node's store, without routing (nil if absent).",
                 "DIGEST <partition>",
                 "    Hex digest of this node's copy of a partition (nil if it holds none).",
+                "HOTKEYS [COUNT <n>]",
+                "    The keys this node served most as primary, with estimated requests/s.",
+                "RING",
+                "    Partitions, replicas, placement algorithm, hash seed, digest and members:",
+                "    what a client needs to send each key to its primary.",
                 "HELP",
                 "    Print this help.",
             ],
@@ -158,4 +197,86 @@ fn member(
     reply.int(replica as i64);
     reply.bulk(b"myself");
     reply.int(i64::from(myself));
+}
+
+fn hotkeys(shared: &Shared, opts: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
+    let n = match opts {
+        [] => DEFAULT_HOTKEYS,
+        [word, n] if is(word, "count") => {
+            let n = int_arg(n)?;
+            if n < 0 {
+                return Err(CmdError::Other("ERR COUNT must be positive".into()));
+            }
+            (n as usize).min(MAX_HOTKEYS)
+        }
+        _ => return Err(CmdError::Syntax),
+    };
+    let top = shared.hot.top(n);
+    reply.array(top.len());
+    for k in top {
+        reply.array(2);
+        reply.bulk(&k.key);
+        reply.double((k.rate * 10.0).round() / 10.0);
+    }
+    Ok(())
+}
+
+/// The ring of a standalone node: itself, named `standalone`.
+fn standalone_ring(shared: &Shared) -> RingInfo {
+    let name = crate::transport::NodeName::new("standalone");
+    let p = shared.store.partitions();
+    let digest = crate::ring::Ring::new(vec![name], p, 1)
+        .map(|r| r.digest().0)
+        .unwrap_or_default();
+    RingInfo {
+        partitions: p,
+        replicas: 1,
+        digest,
+        ring_members: vec!["standalone".into()],
+    }
+}
+
+fn ring(shared: &Shared, reply: &mut Reply<'_>) {
+    let hook = shared.hook.get();
+    let info = hook
+        .and_then(|h| h.ring_info())
+        .unwrap_or_else(|| standalone_ring(shared));
+    let rows: Vec<(String, String, &str)> = match hook {
+        Some(h) => h
+            .members()
+            .into_iter()
+            .map(|r| {
+                let resp = r.resp.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+                (r.name, resp, r.state)
+            })
+            .collect(),
+        None => vec![("standalone".into(), shared.local_addr.to_string(), "alive")],
+    };
+    reply.map(7);
+    reply.bulk(b"partitions");
+    reply.int(i64::from(info.partitions));
+    reply.bulk(b"replicas");
+    reply.int(i64::from(info.replicas));
+    reply.bulk(b"placement");
+    reply.bulk(PLACEMENT.as_bytes());
+    reply.bulk(b"key_hash");
+    reply.bulk(KEY_HASH.as_bytes());
+    reply.bulk(b"hash_seed");
+    reply.int(0);
+    reply.bulk(b"digest");
+    reply.bulk(format!("{:016x}", info.digest).as_bytes());
+    reply.bulk(b"members");
+    reply.array(rows.len());
+    for (name, resp, state) in rows {
+        let in_ring = info.ring_members.contains(&name);
+        reply.map(4);
+        reply.bulk(b"name");
+        reply.bulk(name.as_bytes());
+        reply.bulk(b"resp");
+        reply.bulk(resp.as_bytes());
+        reply.bulk(b"state");
+        reply.bulk(state.as_bytes());
+        reply.bulk(b"ring");
+        reply.int(i64::from(in_ring));
+    }
 }
