@@ -33,6 +33,4 @@ pub mod shutdown;
 pub mod store;
 pub mod transport;
 
-pub use api::{
-    Cache, Client, ClientBuilder, ClientCache, ClientStats, Error, Node, NodeBuilder,
-};
+pub use api::{Cache, Client, ClientBuilder, ClientCache, ClientStats, Error, Node, NodeBuilder};
