@@ -30,8 +30,8 @@ Usage:
     python3 benches/replication_figures.py --quick         # 100k keys, short rounds
     python3 benches/replication_figures.py --only a        # one figure (a, b or c)
 
-Needs `cargo build --release` first (uses target/release/shoal) and
-redis-tools (redis-cli, redis-benchmark).
+Needs `cargo build --release` first (uses target/release/shoal, or the
+binary named by $SHOAL_BIN) and redis-tools (redis-cli, redis-benchmark).
 """
 
 import argparse
@@ -47,7 +47,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "release", "shoal")
+BINARY = os.environ.get("SHOAL_BIN", os.path.join(ROOT, "target", "release", "shoal"))
 
 
 def free_port(kind=socket.SOCK_STREAM):
