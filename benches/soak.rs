@@ -143,7 +143,8 @@ async fn soak_run(args: &Args) -> Result<bool> {
         "cluster of {} formed; maxmemory {} MiB each, eviction {}, R={}; empty-node RSS {:?} KiB (base = {} KiB)",
         args.nodes, args.maxmemory_mb, args.eviction, args.replicas, base_each, base_kib
     );
-    println!("load average at start: {}", loadavg());
+    let load_start = loadavg();
+    println!("load average at start: {load_start}");
 
     let meter = Arc::new(Meter::default());
     let addrs: Vec<_> = cluster.nodes.iter().map(|n| n.resp).collect();
@@ -160,7 +161,7 @@ async fn soak_run(args: &Args) -> Result<bool> {
     for w in workers {
         let _ = w.await;
     }
-    let load_end = loadavg();
+    let load_avg = format!("{load_start} at the start, {} at the end", loadavg());
     let dead = cluster.exited();
     cluster.stop();
 
@@ -174,7 +175,7 @@ async fn soak_run(args: &Args) -> Result<bool> {
         meter.errors(),
         &dead,
     );
-    let summary = bars.report(args, base_kib, &base_each, &load_end, &meter.first_errors());
+    let summary = bars.report(args, base_kib, &base_each, &load_avg, &meter.first_errors());
     print!("{summary}");
     std::fs::write(args.out.join("soak_summary.txt"), &summary).context("write summary")?;
     println!("wrote {}", csv.display());
@@ -231,6 +232,8 @@ async fn sample_loop(args: &Args, cluster: &mut SoakCluster, meter: &Meter) -> R
             s.errors
         );
         samples.push(s);
+        // Written after every sample, so a run cut short keeps its data.
+        write_csv(&args.out.join("soak.csv"), &samples, args.nodes)?;
         let dead = cluster.exited();
         if !dead.is_empty() {
             eprintln!("nodes exited: {dead:?}\n{}", cluster.log_tails(20));
@@ -352,7 +355,7 @@ impl Bars {
         args: &Args,
         base_kib: u64,
         base_each: &[u64],
-        load_end: &str,
+        load: &str,
         first_errors: &[String],
     ) -> String {
         let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
@@ -366,7 +369,7 @@ impl Bars {
             base_kib as f64 / 1024.0,
             base_each
         ));
-        s.push_str(&format!("load average at the end: {load_end}\n"));
+        s.push_str(&format!("load average (1, 5, 15 min): {load}\n"));
         s.push_str(&format!(
             "{} max RSS {:.1} MiB <= 110% of maxmemory + base = {:.1} MiB\n",
             verdict(self.rss_ok()),

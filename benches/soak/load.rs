@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
@@ -147,7 +147,7 @@ async fn worker(addr: SocketAddr, opts: LoadOptions, meter: Arc<Meter>, seed: u6
                 Ok(c) => con.insert(c),
                 Err(e) => {
                     meter.error(format!("connect {addr}: {e}"));
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -180,10 +180,18 @@ async fn worker(addr: SocketAddr, opts: LoadOptions, meter: Arc<Meter>, seed: u6
     meter.record(&mut batch);
 }
 
+/// A reply slower than this counts as an error (the redis crate's default,
+/// 500 ms, is shorter than what a loaded 2-core machine sometimes takes;
+/// slow replies show in p99 instead).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection to `addr`.
 async fn connect(addr: SocketAddr) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT));
     redis::Client::open(format!("redis://{addr}/"))?
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&cfg)
         .await
 }
 

@@ -69,10 +69,10 @@ fn membership(framed: bool, rest: &[u8]) {
     let Ok((kind, body)) = env.open(&wire) else {
         return;
     };
-    if kind == Kind::Sync {
-        if let Ok(msg) = postcard::from_bytes::<SyncMessage>(body) {
-            let again = postcard::to_stdvec(&msg).expect("a decoded message encodes");
-            assert_eq!(postcard::from_bytes::<SyncMessage>(&again), Ok(msg));
-        }
+    if kind == Kind::Sync
+        && let Ok(msg) = postcard::from_bytes::<SyncMessage>(body)
+    {
+        let again = postcard::to_stdvec(&msg).expect("a decoded message encodes");
+        assert_eq!(postcard::from_bytes::<SyncMessage>(&again), Ok(msg));
     }
 }
