@@ -19,6 +19,12 @@ Usage:
     python3 benches/cluster_compare.py                   # full run (issue #3 figures)
     python3 benches/cluster_compare.py --quick           # 100k requests, one round
     python3 benches/cluster_compare.py --cluster serve   # three processes instead of `shoal up`
+    python3 benches/cluster_compare.py --replicas 1      # no replication: forwarding cost alone
+
+The cluster runs with R = 2 by default (what `shoal up` users get): a SET
+through node 1 is forwarded to its primary, which replicates it before it
+answers, while the standalone node replicates nothing. `--replicas 1`
+isolates the cost of forwarding.
 
 Installs redis-tools (redis-benchmark, redis-cli) with apt-get when missing.
 """
@@ -158,14 +164,14 @@ def start_standalone(binary):
     return s
 
 
-def start_cluster(binary, how, nodes=3):
+def start_cluster(binary, how, replicas, nodes=3):
     if how == "up":
         base = free_range(nodes, socket.SOCK_STREAM)
         gbase = free_range(nodes, socket.SOCK_DGRAM)
         ports = list(range(base, base + nodes))
         s = Procs("cluster", base, ports)
         s.spawn([binary, "up", "--nodes", str(nodes), "--base-port", str(base),
-                 "--gossip-base-port", str(gbase), "--log-level", "warn"])
+                 "--gossip-base-port", str(gbase), "--replicas", str(replicas), "--log-level", "warn"])
     else:
         s = Procs("cluster", None, [])
         s.tmp = tempfile.TemporaryDirectory(prefix="shoal-bench-certs-")
@@ -178,7 +184,8 @@ def start_cluster(binary, how, nodes=3):
                            check=True, capture_output=True)
             port, gossip = free_port(), free_udp_port()
             argv = [binary, "serve", "--name", name, "--listen", f"127.0.0.1:{port}",
-                    "--gossip", f"127.0.0.1:{gossip}", "--certs", certs, "--log-level", "warn"]
+                    "--gossip", f"127.0.0.1:{gossip}", "--certs", certs, "--replicas", str(replicas),
+                    "--log-level", "warn"]
             if seed is not None:
                 argv += ["--seed", seed]
             else:
@@ -239,11 +246,12 @@ def forwarding_report(srv):
     keys = [int(i.get("cluster_local_keys", "0")) for i in infos]
     total = sum(keys) or 1
     fwd = infos[0].get("cluster_forwarded", "?")
+    batches = infos[0].get("cluster_forward_batches", "-")
     errs = infos[0].get("cluster_forward_errors", "?")
     repl = infos[0].get("cluster_replicated_writes", "-")
     served = ", ".join(i.get("cluster_peer_requests_served", "?") for i in infos)
     share = ", ".join(f"{k:,} ({k / total:.0%})" for k in keys)
-    return (f"keys held per node (replicas included) {share}; node 1: forwarded {fwd}, "
+    return (f"keys held per node (replicas included) {share}; node 1: forwarded {fwd} in {batches} batches, "
             f"forward errors {errs}, replicated writes {repl}; peer requests served per node {served}")
 
 
@@ -269,6 +277,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cluster", choices=["up", "serve"], default="up",
                     help="one `shoal up --nodes 3` process (default) or three `shoal serve` processes")
+    ap.add_argument("--replicas", type=int, default=2, help="R of the cluster (default 2, as `shoal up`)")
     ap.add_argument("--quick", action="store_true", help="100k requests, one round")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "shoal"))
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
@@ -280,14 +289,15 @@ def main():
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "shoal"], cwd=ROOT, check=True)
     print(subprocess.run(["redis-benchmark", "--version"], capture_output=True, text=True).stdout.strip())
-    print(f"cores: {os.cpu_count()}; load average at start: {os.getloadavg()}; cluster: {args.cluster}")
+    print(f"cores: {os.cpu_count()}; load average at start: {os.getloadavg()}; cluster: {args.cluster}, "
+          f"R = {args.replicas}")
 
     results = {}  # (who, test, P) -> list of (ops, p50, p99)
     configs = [(t, p) for p in (1, 16) for t in ("set", "get")]
     for rnd in range(args.rounds):
         order = ["local", "cluster"] if rnd % 2 == 0 else ["cluster", "local"]
         for who in order:
-            srv = start_standalone(args.binary) if who == "local" else start_cluster(args.binary, args.cluster)
+            srv = start_standalone(args.binary) if who == "local" else start_cluster(args.binary, args.cluster, args.replicas)
             try:
                 for test, p in configs:
                     r = run_benchmark(srv.port, test, p, args.requests, args.clients, args.size, args.keyspace)

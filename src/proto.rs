@@ -127,6 +127,22 @@ pub enum Request {
     /// Single-flight for read-through loads at a key's primary (the
     /// embedded API, `crate::api`).
     Flight(crate::api::wire::FlightRequest),
+    /// Several data commands of one client pipeline, each a single-key
+    /// command the sender routed to the receiver, to run here in the given
+    /// order (commands on the same partition keep their order); answers
+    /// `Replies` with one reply per command, in the same order. A receiver
+    /// that does not know this variant refuses it and the sender falls back
+    /// to one `Command` each.
+    Batch {
+        /// The sender's ring digest (see `Command`).
+        digest: u64,
+        /// How many times these commands were already forwarded.
+        hops: u8,
+        /// RESP protocol version of the client (2 or 3).
+        resp: u8,
+        /// The commands, each its name and arguments as the client sent them.
+        commands: Vec<Vec<Bytes>>,
+    },
     /// Near caches: a read that registers a near copy at the key's
     /// primary, or a primary's invalidation of copies (`crate::hotkeys`).
     Near(crate::hotkeys::NearRequest),
@@ -170,6 +186,8 @@ pub enum Response {
     Buckets(crate::store::Digest),
     /// The answer to `Flight`.
     Flight(crate::api::wire::FlightResponse),
+    /// The answer to `Batch`: one RESP-encoded reply per command, in order.
+    Replies(Vec<Bytes>),
     /// The answer to `Near`.
     Near(crate::hotkeys::NearResponse),
 }

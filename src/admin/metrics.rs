@@ -414,6 +414,12 @@ fn cluster_metrics(c: &ClusterSources, e: &mut DescriptorEncoder) -> Enc {
     )?;
     counter(
         e,
+        "shoal_forward_batches",
+        "Peer requests that carried forwarded commands as a batch (pipelined or coalesced).",
+        load(&r.forward_batches),
+    )?;
+    counter(
+        e,
         "shoal_forward_errors",
         "Forwards that failed (unreachable, timeout, refused).",
         load(&r.forward_errors),

@@ -68,6 +68,7 @@ pub(crate) fn info_cluster(router: &Router) -> String {
     let _ = write!(
         s,
         "cluster_forwarded:{}\r\n\
+         cluster_forward_batches:{}\r\n\
          cluster_forward_errors:{}\r\n\
          cluster_split_commands:{}\r\n\
          cluster_aggregated_commands:{}\r\n\
@@ -75,6 +76,7 @@ pub(crate) fn info_cluster(router: &Router) -> String {
          cluster_peer_requests_refused:{}\r\n\
          cluster_digest_mismatches:{}\r\n",
         ld(&rs.forwarded),
+        ld(&rs.forward_batches),
         ld(&rs.forward_errors),
         ld(&rs.split),
         ld(&rs.aggregated),

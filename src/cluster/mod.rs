@@ -4,6 +4,8 @@
 //! - [`state`]: the ring and members' addresses derived from the
 //!   membership view, republished on every change;
 //! - [`router`]: local vs forwarded execution, answering peers' requests;
+//! - [`batch`]: pipelined forwarding, grouped by owner;
+//! - `coalesce`: concurrent forwards to one owner share a request;
 //! - `gather`: multi-key split/reassemble and cluster-wide aggregates;
 //! - `introspect`: `INFO cluster` and `SHOAL MEMBERS`;
 //! - [`replication`]: replicated writes, failover, peer sync requests;
@@ -17,9 +19,11 @@
 //! command semantics beyond key positions and how replies combine.
 
 pub mod antientropy;
-pub mod lag;
+pub mod batch;
+mod coalesce;
 mod gather;
 mod introspect;
+pub mod lag;
 pub mod rebalance;
 pub mod replication;
 pub mod router;

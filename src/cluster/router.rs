@@ -39,8 +39,11 @@ pub const MAX_HOPS: u8 = 2;
 /// Counters for INFO and metrics.
 #[derive(Debug, Default)]
 pub struct RouterStats {
-    /// Commands sent whole to another node.
+    /// Commands sent whole to another node (each command of a batch counts).
     pub forwarded: AtomicU64,
+    /// Peer requests that carried forwarded commands as a batch (a
+    /// pipelined group, or concurrent forwards coalesced: `cluster::batch`).
+    pub forward_batches: AtomicU64,
     /// Forwards that failed (peer unreachable, timeout, refused).
     pub forward_errors: AtomicU64,
     /// Multi-key commands split over several owners.
@@ -90,6 +93,8 @@ pub struct Router {
     pub(crate) repl: std::sync::OnceLock<Arc<super::replication::Replication>>,
     /// Single-flight load slots for keys we are primary of (embedded API).
     pub(crate) flights: Arc<crate::api::loader::FlightTable>,
+    /// Lanes that coalesce concurrent forwards to the same owner.
+    pub(crate) coalescer: super::coalesce::Coalescer,
     /// The node's hot keys and near-copy holders (`crate::hotkeys`); set
     /// once by the node at start.
     pub(crate) hot: std::sync::OnceLock<Arc<crate::hotkeys::HotTracker>>,
@@ -113,6 +118,7 @@ impl Router {
             stats: Arc::new(RouterStats::default()),
             repl: std::sync::OnceLock::new(),
             flights: Arc::new(crate::api::loader::FlightTable::default()),
+            coalescer: super::coalesce::Coalescer::default(),
             hot: std::sync::OnceLock::new(),
         })
     }
@@ -309,6 +315,19 @@ impl Router {
                 self.serve_command(&from, digest, hops, proto, local, args)
                     .await
             }
+            Request::Batch {
+                digest,
+                hops,
+                resp,
+                commands,
+            } => {
+                let proto = if resp == 3 {
+                    Proto::Resp3
+                } else {
+                    Proto::Resp2
+                };
+                super::batch::serve(&self, &from, digest, hops, proto, commands).await
+            }
         };
         self.answer(&response)
     }
@@ -371,6 +390,10 @@ impl ClusterHook for Router {
 
     fn replicas_of(&self, partition: u32) -> Vec<String> {
         super::introspect::replicas_of(self, partition)
+    }
+
+    fn pipeline(self: Arc<Self>) -> Option<Box<dyn crate::resp::hook::Pipeline>> {
+        Some(Box::new(super::batch::OwnerPipeline::new(self)))
     }
 
     fn ring_info(&self) -> Option<crate::resp::hook::RingInfo> {

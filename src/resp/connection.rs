@@ -1,6 +1,12 @@
 //! One client connection: read, parse every complete request in the buffer,
 //! execute them in order, write all replies with one write, repeat.
 //!
+//! In a cluster, the commands of a batch that run whole on another node are
+//! not awaited one by one: they are offered to the connection's
+//! [`Pipeline`], which sends them grouped by owner when the batch ends (or
+//! before a command that must not overtake them), and their replies are
+//! spliced into the write buffer at their requests' places.
+//!
 //! Owns the connection's buffers and [`Session`]; must not know any
 //! command's semantics (that is `commands`).
 
@@ -13,7 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::codec::{Limits, parse_request, peek_keys};
-use super::commands::execute;
+use super::commands::{Step, execute, execute_step};
+use super::hook::Pipeline;
 use super::limits::{RATE_LIMIT_ERROR, RateLimiter, WriteEnd, write_limited};
 use super::reply::Reply;
 use super::state::{ClientMeta, Session, Shared};
@@ -25,6 +32,10 @@ const BUF_SIZE: usize = 16 * 1024;
 
 /// Flush replies mid-batch once this many bytes are waiting.
 const FLUSH_AT: usize = 1024 * 1024;
+
+/// Most forwarded commands queued before the pipeline is flushed
+/// mid-batch (bounds a peer batch request and the work per wake-up).
+const MAX_QUEUED: usize = 256;
 
 /// A read shorter than this holds at most one ordinary request: no
 /// prefetch pass (two of the shortest GETs are 40+ bytes).
@@ -86,6 +97,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     shared.clients.insert(meta.clone());
     tracing::debug!(client = id, %addr, "client connected");
     let limiter = RateLimiter::new(shared.client_limits.ops_per_sec, Instant::now());
+    let pipeline = conn_pipeline(&shared);
     let mut conn = Conn {
         session: Session::new(meta, shared.secret.is_some()),
         shared,
@@ -94,6 +106,8 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         args: Vec::new(),
         limiter,
         timings: LocalCommandStats::default(),
+        pipeline,
+        holes: Vec::new(),
     };
     let end = conn.run(&mut stream, &shutdown).await;
     tracing::debug!(client = id, reason = end, "client disconnected");
@@ -116,6 +130,25 @@ struct Conn {
     /// Calls and latencies of this batch, flushed to the server's
     /// per-command histograms at its end.
     timings: LocalCommandStats,
+    /// Queues commands that run on other nodes (cluster mode only).
+    pipeline: Option<Box<dyn Pipeline>>,
+    /// Where the queued commands' replies go in `wbuf`, in order.
+    holes: Vec<Hole>,
+}
+
+/// The place of a queued command's reply.
+struct Hole {
+    /// Offset in `wbuf` where its reply belongs.
+    at: usize,
+    /// Its command table index, for timing (`usize::MAX`: not timed).
+    cmd: usize,
+    /// When its parse started (its time runs to the pipeline's answer).
+    since: Instant,
+}
+
+/// The pipeline of a connection to a cluster node; none when standalone.
+fn conn_pipeline(shared: &Arc<Shared>) -> Option<Box<dyn Pipeline>> {
+    shared.hook.get().and_then(|h| h.clone().pipeline())
 }
 
 /// What the batch loop decided.
@@ -205,16 +238,60 @@ impl Conn {
                         done += 1;
                         continue;
                     }
-                    let deferred = execute(&mut self.session, &self.shared, &self.args, &mut reply);
-                    if let Some(fut) = deferred {
-                        // Runs elsewhere (a cluster peer): wait for its reply
-                        // so replies keep the order of requests.
-                        let bytes = tokio::select! {
-                            biased;
-                            _ = shutdown.wait() => return Err("shutdown"),
-                            bytes = fut => bytes,
-                        };
-                        self.wbuf.extend_from_slice(&bytes);
+                    let step = match self.pipeline.as_deref_mut() {
+                        Some(p) => {
+                            execute_step(&mut self.session, &self.shared, &self.args, &mut reply, p)
+                        }
+                        None => {
+                            match execute(&mut self.session, &self.shared, &self.args, &mut reply) {
+                                Some(fut) => Step::Deferred(fut),
+                                None => Step::Done,
+                            }
+                        }
+                    };
+                    match step {
+                        Step::Done => {}
+                        Step::Queued => {
+                            self.holes.push(Hole {
+                                at: self.wbuf.len(),
+                                cmd: self.session.meta.last_cmd.load(Ordering::Relaxed),
+                                since: mark,
+                            });
+                            done += 1;
+                            mark = Instant::now();
+                            if self.holes.len() >= MAX_QUEUED {
+                                self.resolve(shutdown).await?;
+                                mark = Instant::now();
+                            }
+                            continue;
+                        }
+                        Step::Deferred(fut) => {
+                            // Runs elsewhere (split, aggregate, replicated
+                            // write): after what is queued, and awaited so
+                            // replies keep the order of requests.
+                            self.resolve(shutdown).await?;
+                            let bytes = tokio::select! {
+                                biased;
+                                _ = shutdown.wait() => return Err("shutdown"),
+                                bytes = fut => bytes,
+                            };
+                            self.wbuf.extend_from_slice(&bytes);
+                        }
+                        Step::Barrier => {
+                            self.resolve(shutdown).await?;
+                            mark = Instant::now();
+                            let mut reply = Reply::new(&mut self.wbuf, self.session.proto);
+                            let deferred =
+                                execute(&mut self.session, &self.shared, &self.args, &mut reply);
+                            if let Some(fut) = deferred {
+                                let bytes = tokio::select! {
+                                    biased;
+                                    _ = shutdown.wait() => return Err("shutdown"),
+                                    bytes = fut => bytes,
+                                };
+                                self.wbuf.extend_from_slice(&bytes);
+                            }
+                        }
                     }
                     let now = Instant::now();
                     let idx = self.session.meta.last_cmd.load(Ordering::Relaxed);
@@ -227,6 +304,7 @@ impl Conn {
                         break Next::Close("quit");
                     }
                     if self.wbuf.len() >= FLUSH_AT {
+                        self.resolve(shutdown).await?;
                         self.flush(stream, shutdown).await?;
                         mark = Instant::now();
                     }
@@ -247,6 +325,7 @@ impl Conn {
                 }
             }
         };
+        self.resolve(shutdown).await?;
         self.args.clear();
         let stats = &self.shared.stats;
         stats
@@ -259,6 +338,57 @@ impl Conn {
         meta.last_active_ms
             .store(meta.created.elapsed().as_millis() as u64, Ordering::Relaxed);
         Ok(next)
+    }
+
+    /// Send the queued forwarded commands and splice their replies into
+    /// `wbuf` at their places.
+    async fn resolve(&mut self, shutdown: &Shutdown) -> Result<(), &'static str> {
+        if self.holes.is_empty() {
+            return Ok(());
+        }
+        let Some(pipeline) = self.pipeline.as_deref_mut() else {
+            self.holes.clear();
+            return Ok(());
+        };
+        let replies = tokio::select! {
+            biased;
+            _ = shutdown.wait() => return Err("shutdown"),
+            replies = pipeline.flush() => replies,
+        };
+        let now = Instant::now();
+        let holes = std::mem::take(&mut self.holes);
+        for h in &holes {
+            if h.cmd != usize::MAX {
+                self.timings.record(h.cmd, now.duration_since(h.since));
+            }
+        }
+        let mut replies = replies.into_iter();
+        let end = self.wbuf.len();
+        // Nothing written after the queued commands (-P 1, or a batch of
+        // forwards only): append in place; else splice into a new buffer.
+        let splicing = holes.iter().any(|h| h.at != end);
+        let mut out = if splicing {
+            BytesMut::with_capacity(end + 64 * holes.len())
+        } else {
+            std::mem::take(&mut self.wbuf)
+        };
+        let mut from = 0;
+        for h in &holes {
+            if splicing {
+                out.extend_from_slice(&self.wbuf[from..h.at]);
+                from = h.at;
+            }
+            match replies.next() {
+                Some(bytes) => out.extend_from_slice(&bytes),
+                None => Reply::new(&mut out, self.session.proto)
+                    .error("TRYAGAIN a forwarded command got no reply"),
+            }
+        }
+        if splicing {
+            out.extend_from_slice(&self.wbuf[from..]);
+        }
+        self.wbuf = out;
+        Ok(())
     }
 
     /// Warm the CPU caches for the keys of a pipelined batch before running

@@ -87,4 +87,32 @@ pub trait ClusterHook: Send + Sync + 'static {
     fn ring_info(&self) -> Option<RingInfo> {
         None
     }
+
+    /// A [`Pipeline`] for one client connection, so its pipelined
+    /// forwarded commands travel grouped by owner. The default: none, every
+    /// command goes through [`ClusterHook::route`] one at a time.
+    fn pipeline(self: Arc<Self>) -> Option<Box<dyn Pipeline>> {
+        None
+    }
+}
+
+/// One connection's queue of commands that run whole on another node.
+///
+/// The connection offers each data command of a pipelined batch; the
+/// commands taken are sent at [`Pipeline::flush`], grouped by owner (one
+/// request per owner, owners in parallel), and their replies come back in
+/// the order they were offered. The connection flushes before anything
+/// that must not overtake them (a command not taken that runs elsewhere,
+/// a connection- or node-level command) and at the end of each batch.
+pub trait Pipeline: Send {
+    /// Take `args` (a data command of `spec`, already admitted) if it runs
+    /// whole on one other node; `false` leaves it to [`ClusterHook::route`].
+    fn offer(&mut self, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> bool;
+
+    /// How many commands are queued.
+    fn queued(&self) -> usize;
+
+    /// Send everything queued; resolves to one encoded reply per command,
+    /// in the order offered. The queue is empty afterwards.
+    fn flush(&mut self) -> Deferred<Vec<Bytes>>;
 }

@@ -41,7 +41,7 @@ pub use errors::{CmdError, CmdResult};
 pub use shoal::{KEY_HASH, PLACEMENT};
 use hashbrown::HashMap;
 
-use super::hook::{Deferred, Routed};
+use super::hook::{Deferred, Pipeline, Routed};
 use super::reply::Reply;
 use super::state::{Session, Shared};
 use crate::store::{Store, UnixMillis};
@@ -286,16 +286,7 @@ pub fn execute(
         reply.error(&unknown_command(args));
         return None;
     };
-    let result = if !spec.arity_ok(args.len()) {
-        Err(CmdError::WrongArity(spec.name.to_string()))
-    } else if !session.authenticated && !spec.has(Flag::NoAuth) {
-        Err(CmdError::NoAuth)
-    } else if let Err(e) = crate::resp::acl::check(session, spec, args) {
-        shared
-            .stats
-            .acl_denied
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::debug!(client = session.meta.id, command = spec.name, "ACL denied");
+    let result = if let Err(e) = admit(session, shared, spec, args) {
         Err(e)
     } else {
         session
@@ -331,6 +322,81 @@ pub fn execute(
         reply.error(&e.to_string());
     }
     None
+}
+
+/// Arity, authentication and ACL checks of a request for `spec`.
+fn admit(
+    session: &Session,
+    shared: &Arc<Shared>,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> CmdResult {
+    if !spec.arity_ok(args.len()) {
+        Err(CmdError::WrongArity(spec.name.to_string()))
+    } else if !session.authenticated && !spec.has(Flag::NoAuth) {
+        Err(CmdError::NoAuth)
+    } else if let Err(e) = crate::resp::acl::check(session, spec, args) {
+        shared
+            .stats
+            .acl_denied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(client = session.meta.id, command = spec.name, "ACL denied");
+        Err(e)
+    } else {
+        Ok(())
+    }
+}
+
+/// What [`execute_step`] did with one request of a pipelined batch.
+pub enum Step {
+    /// Answered: the reply (or an error) is written.
+    Done,
+    /// Taken by the pipeline: its reply comes from the pipeline's flush.
+    Queued,
+    /// Runs elsewhere (split, aggregate, replicated write ...): flush the
+    /// pipeline, then await this and write its bytes in this request's place.
+    Deferred(Deferred<Bytes>),
+    /// Not run: a connection- or node-level command that must not overtake
+    /// the queued commands. Flush the pipeline, then [`execute`] it.
+    Barrier,
+}
+
+/// Like [`execute`], for a connection that pipelines forwarded commands:
+/// an admitted data command that runs whole on another node is offered to
+/// `pipeline` instead of being awaited; any other data command runs as
+/// [`execute`] runs it (one for this node runs at once: its keys are not
+/// those of any queued command); a connection- or node-level command is a
+/// [`Step::Barrier`] while commands are queued.
+pub fn execute_step(
+    session: &mut Session,
+    shared: &Arc<Shared>,
+    args: &[Bytes],
+    reply: &mut Reply<'_>,
+    pipeline: &mut dyn Pipeline,
+) -> Step {
+    let Some((idx, spec)) = lookup(&args[0]) else {
+        reply.error(&unknown_command(args));
+        return Step::Done;
+    };
+    if let Handler::Data(_) = spec.handler {
+        if let Err(e) = admit(session, shared, spec, args) {
+            reply.error(&e.to_string());
+            return Step::Done;
+        }
+        if pipeline.offer(spec, args, reply.proto()) {
+            session
+                .meta
+                .last_cmd
+                .store(idx, std::sync::atomic::Ordering::Relaxed);
+            return Step::Queued;
+        }
+    } else if pipeline.queued() > 0 {
+        return Step::Barrier;
+    }
+    match execute(session, shared, args, reply) {
+        Some(fut) => Step::Deferred(fut),
+        None => Step::Done,
+    }
 }
 
 /// Run a data command with no connection at all: what the cluster router

@@ -1,0 +1,378 @@
+//! Pipelined forwarding: a client's pipelined commands that run on other
+//! nodes travel grouped by owner, one peer request per owner, owners in
+//! parallel, and their replies come back in the client's order.
+//!
+//! # What this module owns
+//! - [`OwnerPipeline`], the [`Pipeline`] a client connection offers its
+//!   single-key data commands to: it keeps those whose primary is another
+//!   node and, at flush, sends each owner's group as one
+//!   [`Request::Batch`] (a group of one goes the usual single-command way);
+//! - the owner's side of a batch ([`serve`]): the commands run in the
+//!   order they came, each as a forwarded `Command` would;
+//! - [`join_in_order`], which runs futures concurrently but polls them for
+//!   the first time in order, so commands whose work is synchronous (a
+//!   local read or write, the store part of a replicated write) apply in
+//!   order.
+//!
+//! # Ordering
+//! A connection flushes its pipeline before any command that must not
+//! overtake the queued ones (see `resp::commands::execute_step`), and
+//! awaits the flush before reading more, so its commands for one owner are
+//! in one batch, in the client's order, and the owner applies them in that
+//! order. Commands for this node run inline while others are queued: their
+//! keys are not the queued commands' keys (another owner). The one gap: a
+//! command the owner itself has to forward again (views disagree during a
+//! membership change) is applied after the ones behind it that run there.
+//!
+//! # What it must not do
+//! Know command semantics: it uses the router's plan and the same paths as
+//! single forwarded commands (failover included).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+
+use bytes::Bytes;
+
+use super::coalesce::{Coalescer, UnitError};
+use super::router::{Plan, Router, error_bytes};
+use super::state::ClusterState;
+use crate::proto::{Request, Response};
+use crate::resp::codec::Proto;
+use crate::resp::commands::{CommandSpec, lookup};
+use crate::resp::hook::{Deferred, Pipeline, Routed};
+use crate::store::partition_of;
+use crate::transport::NodeName;
+
+/// Most commands one batch request may carry; a larger one is refused
+/// (the client side flushes long before: `resp::connection`).
+pub const MAX_BATCH: usize = 4096;
+
+/// Most argument bytes a connection queues, and a coalesced batch carries
+/// (at least one connection's group), so a batch stays far below the
+/// transport's frame limit. A larger command goes alone, unbatched.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// One queued command.
+struct Queued {
+    /// The primary of its key when it was offered.
+    owner: NodeName,
+    /// Its command table row (for the failover path).
+    spec: &'static CommandSpec,
+    /// Name and arguments.
+    args: Vec<Bytes>,
+    /// The client's protocol when it was offered.
+    proto: Proto,
+}
+
+/// The commands of one owner, in the client's order.
+struct Group {
+    /// Where they go.
+    owner: NodeName,
+    /// Their protocol (a HELLO in between is a barrier, so one per batch in
+    /// practice).
+    proto: Proto,
+    /// Positions of its commands in the pipeline.
+    positions: Vec<usize>,
+}
+
+/// A connection's pipeline of commands owned by other nodes.
+pub struct OwnerPipeline {
+    /// Plans and sends.
+    router: Arc<Router>,
+    /// Commands taken since the last flush, in the client's order.
+    queued: Vec<Queued>,
+    /// Bytes of their arguments.
+    bytes: usize,
+}
+
+impl OwnerPipeline {
+    /// An empty pipeline over `router`.
+    pub fn new(router: Arc<Router>) -> Self {
+        OwnerPipeline {
+            router,
+            queued: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Pipeline for OwnerPipeline {
+    fn offer(&mut self, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> bool {
+        let size: usize = args.iter().map(Bytes::len).sum();
+        if self.bytes + size > MAX_BATCH_BYTES {
+            // The connection sends it alone after what is queued.
+            return false;
+        }
+        let st = self.router.current();
+        let Plan::One(owner) = Router::plan(&st, spec, args) else {
+            return false;
+        };
+        self.bytes += size;
+        self.queued.push(Queued {
+            owner,
+            spec,
+            args: args.to_vec(),
+            proto,
+        });
+        true
+    }
+
+    fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
+    fn flush(&mut self) -> Deferred<Vec<Bytes>> {
+        let queued = std::mem::take(&mut self.queued);
+        self.bytes = 0;
+        Box::pin(send_groups(self.router.clone(), queued))
+    }
+}
+
+/// Group `queued` by owner, send the groups in parallel, and return the
+/// replies in the order of `queued`.
+async fn send_groups(router: Arc<Router>, queued: Vec<Queued>) -> Vec<Bytes> {
+    let n = queued.len();
+    let st = router.current();
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, q) in queued.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|g| g.owner == q.owner && g.proto == q.proto)
+        {
+            Some(g) => g.positions.push(i),
+            None => groups.push(Group {
+                owner: q.owner.clone(),
+                proto: q.proto,
+                positions: vec![i],
+            }),
+        }
+    }
+    let mut slots: Vec<Option<Queued>> = queued.into_iter().map(Some).collect();
+    let mut legs: Vec<Deferred<Vec<Bytes>>> = Vec::with_capacity(groups.len());
+    for g in &groups {
+        let cmds: Vec<Queued> = g
+            .positions
+            .iter()
+            .filter_map(|&i| slots[i].take())
+            .collect();
+        let (router, st, owner, proto) = (router.clone(), st.clone(), g.owner.clone(), g.proto);
+        legs.push(Box::pin(async move {
+            send_group(&router, &st, &owner, proto, cmds).await
+        }));
+    }
+    let results = join_in_order(legs).await;
+    let mut out = vec![Bytes::new(); n];
+    for (g, replies) in groups.iter().zip(results) {
+        for (&i, r) in g.positions.iter().zip(replies) {
+            out[i] = r;
+        }
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        if b.is_empty() {
+            let proto = groups
+                .iter()
+                .find(|g| g.positions.contains(&i))
+                .map_or(Proto::Resp2, |g| g.proto);
+            *b = error_bytes(proto, "TRYAGAIN a forwarded command did not complete");
+        }
+    }
+    out
+}
+
+/// Send one owner's commands (through its coalescing lane, with other
+/// connections' commands for the same owner). Returns one reply per
+/// command, in order.
+async fn send_group(
+    router: &Arc<Router>,
+    st: &ClusterState,
+    owner: &NodeName,
+    proto: Proto,
+    cmds: Vec<Queued>,
+) -> Vec<Bytes> {
+    let n = cmds.len();
+    let stats = &router.stats;
+    stats.forwarded.fetch_add(n as u64, Ordering::Relaxed);
+    let commands = cmds.iter().map(|q| q.args.clone()).collect();
+    let err = match Coalescer::submit(router, owner, proto, commands).await {
+        Ok(replies) => return replies,
+        Err(e) => e,
+    };
+    let mut out = Vec::with_capacity(n);
+    match err {
+        UnitError::Answered(why) => {
+            // The owner is up but did not take the batch (an older
+            // version): one command at a time, in order, each counted by
+            // the single-command path.
+            stats.forwarded.fetch_sub(n as u64, Ordering::Relaxed);
+            tracing::debug!(%owner, reason = %why, "batch refused; forwarding one by one");
+            for q in cmds {
+                let reply = router
+                    .forward_or_failover(st, owner, q.spec, q.args, proto, 1)
+                    .await;
+                out.push(reply);
+            }
+        }
+        UnitError::Unreachable(why) => {
+            stats.forward_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%owner, error = %why, "batch forward failed");
+            if !replicating(router, st) {
+                let err = error_bytes(proto, &format!("TRYAGAIN owner {owner} unreachable: {why}"));
+                return vec![err; n];
+            }
+            for q in cmds {
+                out.push(failover(router, st, owner, q, proto).await);
+            }
+        }
+    }
+    out
+}
+
+/// The owner is unreachable: run `q` on the next replica of its partition
+/// that answers, as the single-command path does after its request failed.
+/// Only a command whose keys share one partition fails over.
+async fn failover(
+    router: &Arc<Router>,
+    st: &ClusterState,
+    owner: &NodeName,
+    q: Queued,
+    proto: Proto,
+) -> Bytes {
+    let unreachable = || error_bytes(proto, &format!("TRYAGAIN owner {owner} unreachable"));
+    let parts = st.ring.partitions();
+    let mut partitions = q.spec.keys(&q.args).map(|k| partition_of(k, parts));
+    let Some(p) = partitions.next() else {
+        return unreachable();
+    };
+    if partitions.any(|other| other != p) {
+        return unreachable();
+    }
+    for next in st.ring.replicas(p).iter().filter(|r| *r != owner) {
+        if let Some(repl) = router.repl.get() {
+            repl.stats.failovers.fetch_add(1, Ordering::Relaxed);
+        }
+        if *next == st.me {
+            return router.execute_owned(st, &q.args, proto).await;
+        }
+        let req = Request::Owned {
+            resp: proto.number() as u8,
+            args: q.args.clone(),
+        };
+        if let Ok(Response::Reply(bytes)) = router.send(st, next, &req).await {
+            return bytes;
+        }
+    }
+    error_bytes(proto, &format!("TRYAGAIN no replica of {p} reachable"))
+}
+
+/// Whether writes are replicated under `st` (then an unreachable owner has
+/// replicas to fail over to).
+fn replicating(router: &Router, st: &ClusterState) -> bool {
+    router.repl.get().is_some() && st.ring.replication() > 1 && st.ring.members().len() > 1
+}
+
+/// The owner's side of a [`Request::Batch`]: run each command as a
+/// forwarded `Command` with `hops` would run, applying them in order.
+pub(crate) async fn serve(
+    router: &Arc<Router>,
+    from: &NodeName,
+    digest: u64,
+    hops: u8,
+    proto: Proto,
+    commands: Vec<Vec<Bytes>>,
+) -> Response {
+    if commands.len() > MAX_BATCH {
+        return Response::Refused(format!(
+            "batch of {} commands exceeds {MAX_BATCH}",
+            commands.len()
+        ));
+    }
+    let ours = router.current().digest().0;
+    if digest != ours {
+        router.stats.digest_mismatch.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = %from, theirs = digest, ours, "ring digests differ");
+    }
+    let legs: Vec<Deferred<Bytes>> = commands
+        .into_iter()
+        .map(|args| -> Deferred<Bytes> {
+            let router = router.clone();
+            Box::pin(async move { run_one(&router, args, proto, hops).await })
+        })
+        .collect();
+    Response::Replies(join_in_order(legs).await)
+}
+
+/// One command of a batch: planned and run when first polled.
+async fn run_one(router: &Arc<Router>, args: Vec<Bytes>, proto: Proto, hops: u8) -> Bytes {
+    let Some((_, spec)) = args.first().and_then(|name| lookup(name)) else {
+        return error_bytes(proto, "ERR empty or unknown command in a forwarded batch");
+    };
+    if !spec.arity_ok(args.len()) {
+        return error_bytes(
+            proto,
+            &format!("ERR wrong number of arguments for '{}' command", spec.name),
+        );
+    }
+    match router.dispatch(spec, &args, proto, hops) {
+        Routed::Local => router.execute_here(&args, proto),
+        Routed::Deferred(fut) => fut.await,
+    }
+}
+
+/// Run `futs` concurrently on the calling task and return their outputs in
+/// order. Each future is first polled in order, so work a future does
+/// before its first await happens in the order of `futs`.
+pub(crate) async fn join_in_order<T: Send>(futs: Vec<Deferred<T>>) -> Vec<T> {
+    let mut pending: Vec<Option<Deferred<T>>> = futs.into_iter().map(Some).collect();
+    let mut done: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    Poll::Pending => all = false,
+                }
+            }
+        }
+        if all { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn join_in_order_keeps_the_order_of_outputs_and_of_first_polls() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let futs: Vec<Deferred<usize>> = (0..5)
+            .map(|i| -> Deferred<usize> {
+                let log = log.clone();
+                Box::pin(async move {
+                    log.lock().expect("log").push(i);
+                    // Later ones finish first.
+                    for _ in 0..(5 - i) {
+                        tokio::task::yield_now().await;
+                    }
+                    i * 10
+                })
+            })
+            .collect();
+        assert_eq!(join_in_order(futs).await, vec![0, 10, 20, 30, 40]);
+        assert_eq!(*log.lock().expect("log"), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn join_in_order_of_nothing_is_empty() {
+        let none: Vec<Deferred<u8>> = Vec::new();
+        assert!(join_in_order(none).await.is_empty());
+    }
+}
