@@ -387,3 +387,64 @@ pub fn churn(c: &Cluster) -> [u64; 3] {
     }
     sum
 }
+
+/// Transport and membership counters summed over the live nodes, for the
+/// diagnosis lines: what the forming or the quiet period cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    /// Completed QUIC handshakes (both directions count, so a connection
+    /// counts twice).
+    pub handshakes: u64,
+    /// Connections that ended.
+    pub closed: u64,
+    /// Datagrams the transport dropped (dial queue full, back-off, too
+    /// large, full buffers).
+    pub dropped: u64,
+    /// Datagrams membership handed to the transport.
+    pub swim_out: u64,
+    /// Payload bytes of those.
+    pub swim_bytes: u64,
+    /// Push-pull chunks sent.
+    pub syncs: u64,
+    /// Requests sent (forwarding, replication, anti-entropy, pulls).
+    pub requests: u64,
+    /// Late wake-ups of the gossip tasks (starved threads).
+    pub late: u64,
+}
+
+impl Totals {
+    /// Read every live node's counters.
+    pub fn read(c: &Cluster) -> Totals {
+        use std::sync::atomic::Ordering;
+        let mut t = Totals::default();
+        for h in c.live() {
+            let s = h.stats();
+            t.handshakes += s.handshakes_ok;
+            t.closed += s.connections_closed;
+            t.dropped += s.datagrams_dropped;
+            t.requests += s.requests_out + s.requests_failed;
+            if let Some(m) = h.node.membership() {
+                let st = m.stats();
+                t.swim_out += st.datagrams_out.load(Ordering::Relaxed);
+                t.swim_bytes += st.bytes_out.load(Ordering::Relaxed);
+                t.syncs += st.sync_sent.load(Ordering::Relaxed);
+                t.late += st.late_wakeups.load(Ordering::Relaxed);
+            }
+        }
+        t
+    }
+
+    /// `self - earlier`, field by field.
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            handshakes: self.handshakes.saturating_sub(earlier.handshakes),
+            closed: self.closed.saturating_sub(earlier.closed),
+            dropped: self.dropped.saturating_sub(earlier.dropped),
+            swim_out: self.swim_out.saturating_sub(earlier.swim_out),
+            swim_bytes: self.swim_bytes.saturating_sub(earlier.swim_bytes),
+            syncs: self.syncs.saturating_sub(earlier.syncs),
+            requests: self.requests.saturating_sub(earlier.requests),
+            late: self.late.saturating_sub(earlier.late),
+        }
+    }
+}

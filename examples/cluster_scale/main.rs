@@ -9,8 +9,9 @@
 //! 2. **Scale**: N nodes (each of `--scale-sizes`) start through one seed;
 //!    time until every node has the same ring of N members; gossip traffic
 //!    per node per second once quiet (transport payload counters over
-//!    `--quiet-secs`, plus process CPU); and at N = `--scale-kill`, time
-//!    until all survivors agree after one node is killed.
+//!    `--quiet-secs`, plus process CPU); and at each N of `--scale-kill`,
+//!    time until all survivors agree after one node is killed.
+//!    `--scale-runs R` repeats it and prints medians per size.
 //!
 //! # How a node is killed in-process
 //! Every node runs on its own single-threaded tokio runtime on its own OS
@@ -29,6 +30,7 @@
 //! cargo run --release --example cluster_scale                  # full run (~10 min)
 //! cargo run --release --example cluster_scale -- --quick       # N=3,5 x 3 runs; scale 10,30
 //! cargo run --release --example cluster_scale -- --kill-sizes 3 --runs 5 --scale-sizes 10,30,100
+//! cargo run --release --example cluster_scale -- --kill-sizes 0 --scale-runs 3   # issue 3 scale figures
 //! ```
 //! Sizes are limited by this machine: 100 nodes on 2 cores is 100 runtimes
 //! and 100 QUIC endpoints sharing two CPUs; the figures say what the box
@@ -42,7 +44,7 @@ use clap::Parser;
 use shoal::transport::quic::StatsSnapshot;
 
 use harness::{
-    Cluster, Hosted, Pki, churn, cpu_time, loadavg, median, secs, settle, slowest, spread,
+    Cluster, Hosted, Pki, Totals, churn, cpu_time, loadavg, median, secs, settle, slowest, spread,
 };
 
 /// Flags.
@@ -58,9 +60,14 @@ struct Args {
     /// Cluster sizes of the scale experiment (comma-separated; 0 skips it).
     #[arg(long, value_delimiter = ',', default_values_t = [10usize, 30, 100])]
     scale_sizes: Vec<usize>,
-    /// Scale size at which one node is also killed (0: none).
-    #[arg(long, default_value_t = 30)]
-    scale_kill: usize,
+    /// Scale sizes at which one node is also killed (comma-separated; 0:
+    /// none).
+    #[arg(long, value_delimiter = ',', default_values_t = [30usize, 100])]
+    scale_kill: Vec<usize>,
+    /// Runs of the whole scale experiment (medians per size are printed
+    /// when more than one).
+    #[arg(long, default_value_t = 1)]
+    scale_runs: usize,
     /// Seconds of quiet traffic measured per scale size.
     #[arg(long, default_value_t = 10)]
     quiet_secs: u64,
@@ -234,6 +241,20 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
         slowest(&c, &tail, 5)
     );
     let [views, suspected, down] = churn(&c);
+    let formed_totals = Totals::read(&c);
+    println!(
+        "  N={n:<3}: forming cost: {} handshakes (~{} connections), {} datagrams dropped by \
+         the transport, {} SWIM datagrams ({} kB), {} sync chunks, {} requests, {} late \
+         gossip wake-ups",
+        formed_totals.handshakes,
+        formed_totals.handshakes / 2,
+        formed_totals.dropped,
+        formed_totals.swim_out,
+        formed_totals.swim_bytes / 1000,
+        formed_totals.syncs,
+        formed_totals.requests,
+        formed_totals.late
+    );
     println!(
         "  N={n:<3}: while forming: {:.1} view changes per node (each rebuilds the ring), \
          {suspected} suspicions, {down} down declarations (all nodes)",
@@ -247,6 +268,7 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
     );
     let churn0 = churn(&c);
     let before: Vec<StatsSnapshot> = c.live().map(Hosted::stats).collect();
+    let totals0 = Totals::read(&c);
     let cpu0 = cpu_time();
     let q0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.quiet_secs));
@@ -256,6 +278,21 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
     let want = c.live_names();
     let stable = c.live().all(|h| h.members() == want);
     let churn1 = churn(&c);
+    let quiet = Totals::read(&c).since(&totals0);
+    let per_node_s = |x: u64| x as f64 / n as f64 / q;
+    println!(
+        "  N={n:<3}: quiet, per node per second: SWIM {:.0} B in {:.1} datagrams, {:.2} sync \
+         chunks, {:.2} requests, {:.2} handshakes, {:.2} transport drops, {:.2} late \
+         wake-ups; {} connections closed",
+        per_node_s(quiet.swim_bytes),
+        per_node_s(quiet.swim_out),
+        per_node_s(quiet.syncs),
+        per_node_s(quiet.requests),
+        per_node_s(quiet.handshakes),
+        per_node_s(quiet.dropped),
+        per_node_s(quiet.late),
+        quiet.closed
+    );
     let per = |f: fn(&StatsSnapshot) -> u64| -> Vec<f64> {
         before
             .iter()
@@ -296,7 +333,7 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
         churn1[1] - churn0[1],
         churn1[2] - churn0[2]
     );
-    if n == args.scale_kill && n >= 2 {
+    if args.scale_kill.contains(&n) && n >= 2 {
         // Not the seed, not the newest: a node in the middle.
         let victim = n / 2;
         let r = kill_and_time(&mut c, victim, limit);
@@ -331,10 +368,17 @@ fn scale_experiment(args: &Args, limit: Duration) -> Result<(), String> {
         loadavg()
     );
     let mut rows = Vec::new();
-    for &n in &sizes {
-        match scale_one(args, n, limit) {
-            Ok(r) => rows.push(r),
-            Err(e) => println!("  N={n}: {e}"),
+    let mut failed = Vec::new();
+    for run in 0..args.scale_runs.max(1) {
+        for &n in &sizes {
+            println!("  -- run {} of N={n} (load {})", run + 1, loadavg());
+            match scale_one(args, n, limit) {
+                Ok(r) => rows.push(r),
+                Err(e) => {
+                    println!("  N={n}: {e}");
+                    failed.push(n);
+                }
+            }
         }
     }
     println!();
@@ -374,7 +418,48 @@ fn scale_experiment(args: &Args, limit: Duration) -> Result<(), String> {
          frames, QUIC/UDP headers and keep-alives not counted; CPU = process CPU / N; load {})",
         loadavg()
     );
+    if args.scale_runs > 1 {
+        print_medians(&sizes, &rows, &failed);
+    }
     Ok(())
+}
+
+/// Per size: runs, failures, median time to agreement (and its range),
+/// median quiet bytes per node per second, median kill to agreement.
+fn print_medians(sizes: &[usize], rows: &[ScaleRow], failed: &[usize]) {
+    println!();
+    println!(
+        "{:>4} {:>5} {:>7} {:>15} {:>15} {:>14} {:>16}",
+        "N", "runs", "failed", "median agree s", "min/max s", "median B/s", "median kill s"
+    );
+    for &n in sizes {
+        let mine: Vec<&ScaleRow> = rows.iter().filter(|r| r.n == n).collect();
+        let agree: Vec<Duration> = mine.iter().map(|r| r.formed).collect();
+        let mut bytes: Vec<f64> = mine.iter().map(|r| r.bytes_out).collect();
+        bytes.sort_by(f64::total_cmp);
+        let kills: Vec<Duration> = mine
+            .iter()
+            .filter_map(|r| r.kill.as_ref().map(|k| k.all))
+            .collect();
+        println!(
+            "{:>4} {:>5} {:>7} {:>15} {:>15} {:>14.0} {:>16}",
+            n,
+            mine.len(),
+            failed.iter().filter(|&&f| f == n).count(),
+            secs(median(&agree)),
+            format!(
+                "{}/{}",
+                secs(agree.iter().min().copied().unwrap_or_default()),
+                secs(agree.iter().max().copied().unwrap_or_default())
+            ),
+            bytes.get(bytes.len() / 2).copied().unwrap_or(f64::NAN),
+            if kills.is_empty() {
+                "-".to_string()
+            } else {
+                secs(median(&kills))
+            }
+        );
+    }
 }
 
 fn main() {

@@ -46,6 +46,7 @@
 //! - [`identity`]: `NodeIdentity` (cluster, name, address, generation).
 //! - [`meta`]: member metadata and its foca custom broadcast.
 //! - [`envelope`]: the versioned wire prefix.
+//! - [`health`]: local health (starved nodes stretch their probes).
 //! - [`sync`]: push-pull state sync chunks.
 //! - [`seeds`]: announce backoff and seed resolution.
 //! - [`timers`]: the ordered timer queue.
@@ -64,6 +65,7 @@ use crate::transport::{NodeName, Transport};
 
 pub mod config;
 pub mod envelope;
+pub mod health;
 pub mod identity;
 pub mod meta;
 pub mod seeds;

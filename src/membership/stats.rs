@@ -26,6 +26,8 @@ pub struct MembershipStats {
     pub datagrams_in: AtomicU64,
     /// Datagrams handed to the transport.
     pub datagrams_out: AtomicU64,
+    /// Bytes of those datagrams (envelope included): the gossip traffic.
+    pub bytes_out: AtomicU64,
     /// Refused: malformed envelope or unknown kind.
     pub rejected_malformed: AtomicU64,
     /// Refused: another protocol version.
@@ -61,6 +63,12 @@ pub struct MembershipStats {
     pub turn_undead_suppressed: AtomicU64,
     /// Outgoing packets dropped because they exceeded the datagram size.
     pub oversize_dropped: AtomicU64,
+    /// Timer wake-ups that came late (the task's thread was starved); each
+    /// took in queued datagrams before the timers ran.
+    pub late_wakeups: AtomicU64,
+    /// Local health score (a gauge: 0 healthy; probes wait 1 + score
+    /// times longer), as of the last probe.
+    pub local_health: AtomicU64,
 }
 
 impl MembershipStats {
@@ -70,6 +78,7 @@ impl MembershipStats {
         vec![
             ("datagrams_in", c(&self.datagrams_in)),
             ("datagrams_out", c(&self.datagrams_out)),
+            ("bytes_out", c(&self.bytes_out)),
             ("rejected_malformed", c(&self.rejected_malformed)),
             ("rejected_version", c(&self.rejected_version)),
             ("rejected_cluster", c(&self.rejected_cluster)),
@@ -87,6 +96,8 @@ impl MembershipStats {
             ("view_changes", c(&self.view_changes)),
             ("turn_undead_suppressed", c(&self.turn_undead_suppressed)),
             ("oversize_dropped", c(&self.oversize_dropped)),
+            ("late_wakeups", c(&self.late_wakeups)),
+            ("local_health", c(&self.local_health)),
         ]
     }
 

@@ -132,6 +132,15 @@ pub trait Transport: Send + Sync + 'static {
     /// cannot send now.
     fn send_datagram(&self, to: &PeerAddr, payload: Bytes);
 
+    /// Start connecting to `to` in the background when there is neither a
+    /// connection nor a dial, so the first datagram to it does not wait
+    /// behind a handshake (a SWIM probe that does may time out and turn
+    /// into a false suspicion). Never waits; a failure is only counted.
+    /// Implementations without connections do nothing.
+    fn prepare(&self, to: &PeerAddr) {
+        let _ = to;
+    }
+
     /// Send `payload` as one request and wait for the reply.
     fn request(
         &self,

@@ -276,6 +276,13 @@ impl Transport for QuicTransport {
         }
     }
 
+    fn prepare(&self, to: &PeerAddr) {
+        let inner = &self.inner;
+        if !inner.shutdown.is_triggered() && inner.peers.want_dial(to.addr) {
+            spawn_dial(inner, to.clone());
+        }
+    }
+
     fn request(
         &self,
         to: &PeerAddr,

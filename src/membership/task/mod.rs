@@ -25,11 +25,13 @@ use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
 mod inbound;
+mod pace;
 mod publish;
 
 use super::MembershipError;
 use super::config::MembershipConfig;
 use super::envelope::{Envelope, Kind};
+use super::health::LocalHealth;
 use super::identity::NodeIdentity;
 use super::meta::{MetaHandler, MetaRecord, MetaTable, NodeMeta};
 use super::seeds::{Announcer, resolve_seeds};
@@ -149,6 +151,14 @@ pub struct MembershipTask {
     max_packet: usize,
     /// Last sync answer per member, to bound answers.
     sync_answered: HashMap<NodeName, Instant>,
+    /// When the view was last built (and published if it changed).
+    view_built: Instant,
+    /// A view build postponed by coalescing is due then.
+    view_due: Option<Instant>,
+    /// Members to connect to ahead of the first probe, and when.
+    connect_ahead: Vec<(Instant, PeerAddr)>,
+    /// Our local health: stretches probe timers while we are starved.
+    health: LocalHealth,
 }
 
 impl MembershipTask {
@@ -185,6 +195,7 @@ impl MembershipTask {
         };
         let (resolved_tx, resolved_rx) = mpsc::channel(4);
         let now = Instant::now();
+        let local_health_max = cfg.local_health_max;
         let mut task = MembershipTask {
             announcer: Announcer::new(
                 cfg.announce_min,
@@ -212,6 +223,10 @@ impl MembershipTask {
             tuned_for: 1,
             max_packet,
             sync_answered: HashMap::new(),
+            view_built: now,
+            view_due: None,
+            connect_ahead: Vec::new(),
+            health: LocalHealth::new(local_health_max),
         };
         task.publish_own_meta()?;
         task.refresh_view();
@@ -240,6 +255,7 @@ impl MembershipTask {
                 }
                 Some(d) = self.io.datagrams.recv() => self.on_datagram(d),
                 _ = sleep_until(wake) => {
+                    self.catch_up(wake).await;
                     if self.on_tick() {
                         break;
                     }
@@ -260,6 +276,8 @@ impl MembershipTask {
             self.announcer.next(),
             self.leaving.map(|(end, _)| end),
             self.leaving.map(|(_, gossip)| gossip),
+            self.view_due,
+            self.connect_ahead.iter().map(|(t, _)| *t).min(),
         ]
         .into_iter()
         .flatten()
@@ -290,9 +308,11 @@ impl MembershipTask {
         if self.announcer.due(now) {
             self.announce_to_seeds(now);
         }
+        self.connect_due(now);
         if now >= self.next_sync {
             let jitter = self.rng.random_range(0.9..1.1);
-            self.next_sync = now + self.cfg.push_pull_interval.mul_f64(jitter);
+            let every = self.cfg.push_pull_every(self.tuned_for);
+            self.next_sync = now + every.mul_f64(jitter);
             self.push_pull();
             self.forget_unknown_meta();
         }
@@ -301,6 +321,11 @@ impl MembershipTask {
 
     /// Deliver one foca timer.
     fn on_timer(&mut self, timer: Timer<NodeIdentity>) {
+        if matches!(timer, Timer::ProbeRandomMember(_)) {
+            self.health.probe_started();
+            let score = u64::from(self.health.score());
+            self.stats.local_health.store(score, Ordering::Relaxed);
+        }
         let r = self.foca.handle_timer(timer, &mut self.runtime);
         self.after_call(r, "timer");
     }
@@ -326,6 +351,12 @@ impl MembershipTask {
         }
         let now = Instant::now();
         while let Some((after, timer)) = self.runtime.to_schedule() {
+            let after = match timer {
+                Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => {
+                    self.health.stretch(after)
+                }
+                _ => after,
+            };
             self.timers.push(now + after, timer);
         }
         while let Some(n) = self.runtime.to_notify() {
@@ -356,8 +387,10 @@ impl MembershipTask {
             addr: to.addr,
             name: (!to.is_placeholder()).then(|| to.name.clone()),
         };
+        let len = wire.len() as u64;
         self.transport.send_datagram(&peer, wire);
         self.stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_out.fetch_add(len, Ordering::Relaxed);
     }
 
     /// React to a foca notification.
@@ -371,6 +404,7 @@ impl MembershipTask {
                 // for the periodic sync.
                 self.push_pull();
             }
+            OwnedNotification::MemberUp(id) => self.plan_connect(&id),
             OwnedNotification::Idle if self.leaving.is_none() => {
                 tracing::info!(%node, "alone: no other active member; re-announcing to seeds");
                 self.announcer.restart(Instant::now());
@@ -495,7 +529,7 @@ impl MembershipTask {
                 Err(e) => tracing::warn!(error = %e, "cannot tune foca"),
             }
         }
-        self.refresh_view();
+        self.coalesced_refresh();
     }
 }
 

@@ -172,6 +172,24 @@ impl PeerCache {
         DatagramAction::StartDial
     }
 
+    /// Whether a background dial to `addr` should start now (nothing is
+    /// cached, a cached connection died, or the back-off is over); if so,
+    /// the slot becomes a dial with nothing queued and the caller spawns
+    /// the dial.
+    pub fn want_dial(&self, addr: SocketAddr) -> bool {
+        let mut slots = self.lock();
+        let busy = match slots.get(&addr) {
+            Some(Slot::Up(c)) => c.is_live(),
+            Some(Slot::Dialing { .. }) => true,
+            Some(Slot::Failed { until, .. }) => *until > Instant::now(),
+            None => false,
+        };
+        if !busy {
+            slots.insert(addr, dialing(Vec::new(), Vec::new()));
+        }
+        !busy
+    }
+
     /// Record a dial's outcome; wakes the waiters and returns the queued
     /// datagrams (to send on success, to count as dropped on failure).
     pub fn dial_done(&self, addr: SocketAddr, result: &DialResult) -> Vec<Bytes> {
