@@ -235,7 +235,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let per = t0.elapsed().as_nanos() as f64 / 4e6;
-    println!("sketch: {per:.1} ns per request (sampled 1/16); top:");
+    println!(
+        "sketch: {per:.1} ns per request (sampled 1/{}); top:",
+        shoal::hotkeys::SAMPLE_EVERY
+    );
     for k in tracker.top(3) {
         println!(
             "  {:<24} rate~{:.0}",

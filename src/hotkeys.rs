@@ -55,7 +55,7 @@ use crate::store::{Store, partition_of};
 use crate::transport::NodeName;
 
 /// One request in this many (on average) updates the primary's sketch.
-pub const SAMPLE_EVERY: u32 = 16;
+pub const SAMPLE_EVERY: u32 = 64;
 
 /// How often the invalidator compares held versions while copies exist.
 pub const POLL: Duration = Duration::from_millis(5);
@@ -257,11 +257,16 @@ impl HotTracker {
             return;
         }
         let now = Instant::now().into_std();
-        if let Ok(Request::Command {
-            local: false, args, ..
-        }) = proto::decode::<Request>(cluster, payload)
-        {
-            self.record_first_key(&args, now);
+        match proto::decode::<Request>(cluster, payload) {
+            Ok(Request::Command {
+                local: false, args, ..
+            }) => self.record_first_key(&args, now),
+            Ok(Request::Batch { commands, .. }) => {
+                for args in &commands {
+                    self.record_first_key(args, now);
+                }
+            }
+            _ => {}
         }
     }
 
