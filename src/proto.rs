@@ -127,6 +127,9 @@ pub enum Request {
     /// Single-flight for read-through loads at a key's primary (the
     /// embedded API, `crate::api`).
     Flight(crate::api::wire::FlightRequest),
+    /// Near caches: a read that registers a near copy at the key's
+    /// primary, or a primary's invalidation of copies (`crate::hotkeys`).
+    Near(crate::hotkeys::NearRequest),
     /// Several data commands of one client pipeline, each a single-key
     /// command the sender routed to the receiver, to run here in the given
     /// order (commands on the same partition keep their order); answers
@@ -143,9 +146,6 @@ pub enum Request {
         /// The commands, each its name and arguments as the client sent them.
         commands: Vec<Vec<Bytes>>,
     },
-    /// Near caches: a read that registers a near copy at the key's
-    /// primary, or a primary's invalidation of copies (`crate::hotkeys`).
-    Near(crate::hotkeys::NearRequest),
 }
 
 /// The answer to a [`Request`].
@@ -186,10 +186,10 @@ pub enum Response {
     Buckets(crate::store::Digest),
     /// The answer to `Flight`.
     Flight(crate::api::wire::FlightResponse),
-    /// The answer to `Batch`: one RESP-encoded reply per command, in order.
-    Replies(Vec<Bytes>),
     /// The answer to `Near`.
     Near(crate::hotkeys::NearResponse),
+    /// The answer to `Batch`: one RESP-encoded reply per command, in order.
+    Replies(Vec<Bytes>),
 }
 
 /// Encode `body` in an envelope for `cluster`.
