@@ -38,8 +38,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 pub use connection::Secret;
 pub use errors::{CmdError, CmdResult};
-pub use shoal::{KEY_HASH, PLACEMENT};
 use hashbrown::HashMap;
+pub use shoal::{KEY_HASH, PLACEMENT};
 
 use super::hook::{Deferred, Pipeline, Routed};
 use super::reply::Reply;
