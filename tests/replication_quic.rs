@@ -64,6 +64,19 @@ async fn dead_primary_is_replaced_and_no_acknowledged_write_is_lost() {
     // Writes while the dead node is still in the ring: its partitions fail
     // over to their next replica.
     acked.extend(write(&nodes[1], "during", 100).await);
+    // Multi-key commands split by owner fail over per partition too: an
+    // MSET across every owner, read back by MGET, in the same window.
+    let mut con = client(&nodes[1]).await;
+    let pairs: Vec<(String, String)> = (0..40)
+        .map(|k| (format!("multi:{k}"), format!("mvalue-{k}")))
+        .collect();
+    let mset: redis::RedisResult<()> = con.mset(&pairs).await;
+    mset.expect("MSET across owners while one is dead but not yet down");
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    let got: Vec<Option<String>> = con.mget(&keys).await.expect("MGET across owners");
+    let want: Vec<Option<String>> = pairs.iter().map(|(_, v)| Some(v.clone())).collect();
+    assert_eq!(got, want, "MGET through a dead owner's replicas");
+    acked.extend(pairs);
     let survivors = vec![&nodes[0], &nodes[1], &nodes[3]];
     converge(&survivors, LIMIT).await;
     eprintln!(

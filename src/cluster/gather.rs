@@ -17,6 +17,7 @@ use super::state::ClusterState;
 use crate::proto::{self, Request, Response};
 use crate::resp::codec::{Frame, Proto, parse_frame};
 use crate::resp::reply::Reply;
+use crate::store::PartitionId;
 use crate::transport::NodeName;
 
 /// Multi-key commands that can be split by owner.
@@ -90,6 +91,63 @@ async fn part(
     local: bool,
 ) -> Bytes {
     router.forward(st, owner, args, proto, hops, local).await
+}
+
+/// True for a reply that says the command did not run (`-TRYAGAIN ...`:
+/// the owner was unreachable or gave no answer).
+fn did_not_run(reply: &Bytes) -> bool {
+    reply.starts_with(b"-TRYAGAIN")
+}
+
+/// A part of a split command whose owner could not be reached: run it
+/// again partition by partition, each on the partition's next live
+/// replica, and put the answers together as the owner would have.
+async fn fail_over_part(
+    router: &Arc<Router>,
+    st: &ClusterState,
+    owner: &NodeName,
+    kind: SplitKind,
+    args: Vec<Bytes>,
+    proto: Proto,
+) -> Bytes {
+    let stride = kind.stride();
+    let name = args[0].clone();
+    let parts = st.ring.partitions();
+    // partition -> (its args, positions of its keys within this part)
+    let mut groups: Vec<(PartitionId, Vec<Bytes>, Vec<usize>)> = Vec::new();
+    for (pos, chunk) in args[1..].chunks(stride).enumerate() {
+        let p = crate::store::partition_of(&chunk[0], parts);
+        let at = match groups.iter().position(|g| g.0 == p) {
+            Some(at) => at,
+            None => {
+                groups.push((p, vec![name.clone()], Vec::new()));
+                groups.len() - 1
+            }
+        };
+        groups[at].1.extend(chunk.iter().cloned());
+        groups[at].2.push(pos);
+    }
+    let keys = (args.len() - 1) / stride;
+    let mut total = 0i64;
+    let mut values = vec![Frame::Null; keys];
+    for (p, group_args, positions) in groups {
+        let reply = router.fail_over(st, p, owner, group_args, proto).await;
+        match frame_of(&reply) {
+            Frame::Error(_) => return reply,
+            Frame::Integer(n) => total += n,
+            Frame::Array(items) => {
+                for (item, at) in items.into_iter().zip(positions) {
+                    values[at] = item;
+                }
+            }
+            _ => {}
+        }
+    }
+    match kind {
+        SplitKind::Count => encode(&Frame::Integer(total), proto),
+        SplitKind::Mset => encode(&Frame::Simple(Bytes::from_static(b"OK")), proto),
+        SplitKind::Mget => encode(&Frame::Array(values), proto),
+    }
 }
 
 /// Run parts on several owners in parallel; results in the given order.
@@ -175,7 +233,13 @@ pub(crate) async fn split(
             parts.push((owner, a));
         }
     }
-    let replies = run_parts(router, st, parts, proto, hops, false).await;
+    let owners: Vec<(NodeName, Vec<Bytes>)> = parts.clone();
+    let mut replies = run_parts(router.clone(), st.clone(), parts, proto, hops, false).await;
+    for (reply, (owner, part_args)) in replies.iter_mut().zip(owners) {
+        if did_not_run(reply) && owner != st.me {
+            *reply = fail_over_part(&router, &st, &owner, kind, part_args, proto).await;
+        }
+    }
     let frames: Vec<Frame> = replies.iter().map(frame_of).collect();
     if let Some(err) = frames.iter().find(|f| matches!(f, Frame::Error(_))) {
         return encode(err, proto);

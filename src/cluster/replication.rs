@@ -397,9 +397,9 @@ impl Router {
         proto: Proto,
         hops: u8,
     ) -> Bytes {
-        let Some(repl) = self.replicating(st) else {
+        if self.replicating(st).is_none() {
             return self.forward(st, owner, args, proto, hops, false).await;
-        };
+        }
         let req = Request::Command {
             digest: st.digest().0,
             hops,
@@ -432,6 +432,24 @@ impl Router {
         if spec.keys(&args).any(|k| partition_of(k, parts) != p) {
             return error_bytes(proto, &format!("TRYAGAIN owner {owner} unreachable"));
         }
+        self.fail_over(st, p, owner, args, proto).await
+    }
+
+    /// Run `args` (keys of partition `p` only) on the first reachable
+    /// replica of `p` other than `owner`, its unreachable primary, as the
+    /// acting primary. Versions make a retry of a write that did land on
+    /// `owner` harmless.
+    pub(crate) async fn fail_over(
+        &self,
+        st: &ClusterState,
+        p: PartitionId,
+        owner: &NodeName,
+        args: Vec<Bytes>,
+        proto: Proto,
+    ) -> Bytes {
+        let Some(repl) = self.replicating(st) else {
+            return error_bytes(proto, &format!("TRYAGAIN owner {owner} unreachable"));
+        };
         for next in st.ring.replicas(p).iter().filter(|r| *r != owner) {
             repl.stats.failovers.fetch_add(1, Ordering::Relaxed);
             if *next == st.me {
