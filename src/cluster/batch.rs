@@ -6,7 +6,8 @@
 //! - [`OwnerPipeline`], the [`Pipeline`] a client connection offers its
 //!   single-key data commands to: it keeps those whose primary is another
 //!   node and, at flush, sends each owner's group as one
-//!   [`Request::Batch`] (a group of one goes the usual single-command way);
+//!   [`Request::Batch`] through the owner's coalescing lane (a group of one
+//!   too, so `cluster_forward_batches` counts single commands as well);
 //! - the owner's side of a batch ([`serve`]): the commands run in the
 //!   order they came, each as a forwarded `Command` would;
 //! - [`join_in_order`], which runs futures concurrently but polls them for
