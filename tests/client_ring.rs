@@ -86,11 +86,20 @@ async fn shoal_ring_names_the_parameters_digest_and_members() {
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let reply: redis::Value = redis::cmd("SHOAL")
-        .arg("RING")
-        .query_async(&mut conn)
-        .await
-        .expect("SHOAL RING");
+    // Member metadata (RESP addresses) can trail the ring digest by a
+    // gossip round on a loaded machine: ask until every member has one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let reply: redis::Value = redis::cmd("SHOAL")
+            .arg("RING")
+            .query_async(&mut conn)
+            .await
+            .expect("SHOAL RING");
+        if every_member_has_a_resp_address(&reply) || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let fields = pairs(&reply);
     let st = nodes[2].cluster_state().expect("cluster");
     let text = |f: &str| match fields.iter().find(|(k, _)| k == f).map(|(_, v)| v) {
@@ -120,6 +129,21 @@ async fn shoal_ring_names_the_parameters_digest_and_members() {
         assert!(nodes.iter().any(|n| n.resp_addr() == resp));
     }
     stop(nodes).await;
+}
+
+/// True when every member row of a `SHOAL RING` reply names a RESP
+/// address (`-` stands for one not known yet).
+fn every_member_has_a_resp_address(reply: &redis::Value) -> bool {
+    let fields = pairs(reply);
+    let Some((_, redis::Value::Array(members))) = fields.iter().find(|(k, _)| k == "members")
+    else {
+        return false;
+    };
+    members.iter().all(|m| {
+        pairs(m)
+            .iter()
+            .any(|(k, v)| k == "resp" && !matches!(v, redis::Value::BulkString(b) if b == b"-"))
+    })
 }
 
 /// Field/value pairs of a RESP2 flat array (or a RESP3 map).
