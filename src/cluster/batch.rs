@@ -8,8 +8,10 @@
 //!   node and, at flush, sends each owner's group as one
 //!   [`Request::Batch`] through the owner's coalescing lane (a group of one
 //!   too, so `cluster_forward_batches` counts single commands as well);
-//! - the owner's side of a batch ([`serve`]): the commands run in the
-//!   order they came, each as a forwarded `Command` would;
+//! - the owner's side of a batch ([`serve`]): the commands start in the
+//!   order they came, each as a forwarded `Command` would, concurrently
+//!   except that a command sharing a key with an earlier one waits for it
+//!   when either writes (a replicated write finishes asynchronously);
 //! - [`join_in_order`], which runs futures concurrently but polls them for
 //!   the first time in order, so commands whose work is synchronous (a
 //!   local read or write, the store part of a replicated write) apply in
@@ -29,6 +31,7 @@
 //! Know command semantics: it uses the router's plan and the same paths as
 //! single forwarded commands (failover included).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -40,7 +43,7 @@ use super::router::{Plan, Router, error_bytes};
 use super::state::ClusterState;
 use crate::proto::{Request, Response};
 use crate::resp::codec::Proto;
-use crate::resp::commands::{CommandSpec, lookup};
+use crate::resp::commands::{CommandSpec, Flag, lookup};
 use crate::resp::hook::{Deferred, Pipeline, Routed};
 use crate::store::partition_of;
 use crate::transport::NodeName;
@@ -293,14 +296,72 @@ pub(crate) async fn serve(
         router.stats.digest_mismatch.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = %from, theirs = digest, ours, "ring digests differ");
     }
-    let legs: Vec<Deferred<Bytes>> = commands
-        .into_iter()
-        .map(|args| -> Deferred<Bytes> {
-            let router = router.clone();
-            Box::pin(async move { run_one(&router, args, proto, hops).await })
-        })
-        .collect();
-    Response::Replies(join_in_order(legs).await)
+    let mut replies = Vec::with_capacity(commands.len());
+    let mut legs: Vec<Deferred<Bytes>> = Vec::new();
+    let mut touched = Touched::default();
+    for args in commands {
+        // A write whose store part is not done by its first poll (a
+        // replicated write) must not be overtaken by a later command on
+        // its key, nor overtake an earlier one: finish the legs so far.
+        if touched.conflicts(&args) {
+            replies.extend(join_in_order(std::mem::take(&mut legs)).await);
+            touched = Touched::default();
+        }
+        touched.add(&args);
+        let router = router.clone();
+        legs.push(Box::pin(async move {
+            run_one(&router, args, proto, hops).await
+        }));
+    }
+    replies.extend(join_in_order(legs).await);
+    Response::Replies(replies)
+}
+
+/// Keys of the legs of a batch that run concurrently, and which of them
+/// are written.
+#[derive(Default)]
+struct Touched {
+    /// Every key touched.
+    keys: HashSet<Bytes>,
+    /// The keys written.
+    written: HashSet<Bytes>,
+}
+
+impl Touched {
+    /// The command's spec and whether it writes (unknown commands: none).
+    fn spec(args: &[Bytes]) -> Option<(&'static CommandSpec, bool)> {
+        let (_, spec) = args.first().and_then(|name| lookup(name))?;
+        Some((spec, spec.has(Flag::Write)))
+    }
+
+    /// True when `args` shares a key with the legs so far and one side
+    /// writes it.
+    fn conflicts(&self, args: &[Bytes]) -> bool {
+        let Some((spec, write)) = Self::spec(args) else {
+            return false;
+        };
+        if !spec.arity_ok(args.len()) {
+            return false;
+        }
+        let seen = if write { &self.keys } else { &self.written };
+        spec.keys(args).any(|k| seen.contains(k))
+    }
+
+    /// Count `args`'s keys as touched by a concurrent leg.
+    fn add(&mut self, args: &[Bytes]) {
+        let Some((spec, write)) = Self::spec(args) else {
+            return;
+        };
+        if !spec.arity_ok(args.len()) {
+            return;
+        }
+        for k in spec.keys(args) {
+            self.keys.insert(k.clone());
+            if write {
+                self.written.insert(k.clone());
+            }
+        }
+    }
 }
 
 /// One command of a batch: planned and run when first polled.
@@ -369,6 +430,35 @@ mod tests {
             .collect();
         assert_eq!(join_in_order(futs).await, vec![0, 10, 20, 30, 40]);
         assert_eq!(*log.lock().expect("log"), vec![0, 1, 2, 3, 4]);
+    }
+
+    fn cmd(parts: &[&'static str]) -> Vec<Bytes> {
+        parts
+            .iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn a_command_waits_for_an_earlier_one_on_its_key_when_either_writes() {
+        let mut t = Touched::default();
+        t.add(&cmd(&["SET", "k", "v"]));
+        t.add(&cmd(&["GET", "r"]));
+        assert!(t.conflicts(&cmd(&["GET", "k"])), "read after write");
+        assert!(t.conflicts(&cmd(&["DEL", "r"])), "write after read");
+        assert!(
+            t.conflicts(&cmd(&["MGET", "x", "k"])),
+            "any of several keys"
+        );
+        assert!(!t.conflicts(&cmd(&["GET", "r"])), "reads share keys freely");
+        assert!(
+            !t.conflicts(&cmd(&["SET", "j", "v"])),
+            "other keys run at once"
+        );
+        assert!(
+            !t.conflicts(&cmd(&["NOSUCH", "k"])),
+            "unknown commands touch nothing"
+        );
     }
 
     #[tokio::test]
