@@ -9,26 +9,10 @@ mod cluster_common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use cluster_common::{Pki, converge, start_cluster, stop};
+use cluster_common::{Pki, converge, start_cluster, stop, until_routable};
 use shoal::config::Config;
 use shoal::node::Node;
 use shoal::{Client, Error};
-
-/// Refresh until the client routes over `members` members.
-async fn until_routable(client: &Client, members: usize, limit: Duration) {
-    let wait = async {
-        loop {
-            let _ = client.refresh().await;
-            if client.members().len() == members && client.routable() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(limit, wait)
-        .await
-        .unwrap_or_else(|_| panic!("client did not learn {members} routable members"));
-}
 
 /// The RESP address of `key`'s primary according to `node`'s own ring.
 fn server_primary(nodes: &[Node], key: &[u8]) -> SocketAddr {

@@ -10,7 +10,7 @@ mod cluster_common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cluster_common::{Pki, converge, node_config, stop};
+use cluster_common::{Pki, converge, node_config, stop, until_routable};
 use shoal::api::Client;
 use shoal::config::Config;
 use shoal::node::Node;
@@ -49,23 +49,6 @@ fn forwarded(nodes: &[Node]) -> u64 {
                 .load(Ordering::SeqCst)
         })
         .sum()
-}
-
-/// Refresh until the client's ring has `members` members, each with a RESP
-/// address; panics after `limit`.
-async fn until_routable(client: &Client, members: usize, limit: Duration) {
-    let wait = async {
-        loop {
-            let _ = client.refresh().await;
-            if client.members().len() == members && client.routable() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(limit, wait)
-        .await
-        .unwrap_or_else(|_| panic!("client did not learn {members} routable members"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

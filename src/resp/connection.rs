@@ -228,7 +228,7 @@ impl Conn {
                         .last_cmd
                         .store(usize::MAX, Ordering::Relaxed);
                     let mut reply = Reply::new(&mut self.wbuf, self.session.proto);
-                    if !self.limiter.is_unlimited() && !self.limiter.allow(Instant::now()) {
+                    if !self.limiter.allow(Instant::now) {
                         self.shared
                             .stats
                             .rate_limited

@@ -104,16 +104,13 @@ impl RateLimiter {
         }
     }
 
-    /// True when no rate is set (callers can skip reading the clock).
-    pub fn is_unlimited(&self) -> bool {
-        self.rate == 0
-    }
-
-    /// Take one token; `false` when the client is over its rate.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    /// Take one token; `false` when the client is over its rate. `now` is
+    /// read only when a rate is set (no clock read per command otherwise).
+    pub fn allow(&mut self, now: impl FnOnce() -> Instant) -> bool {
         if self.rate == 0 {
             return true;
         }
+        let now = now();
         let rate = f64::from(self.rate);
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(rate);
@@ -135,17 +132,17 @@ mod tests {
     fn rate_limiter_allows_a_burst_then_refills_with_time() {
         let t0 = Instant::now();
         let mut r = RateLimiter::new(3, t0);
-        assert!(r.allow(t0) && r.allow(t0) && r.allow(t0));
-        assert!(!r.allow(t0));
-        assert!(r.allow(t0 + Duration::from_millis(400)));
-        assert!(!r.allow(t0 + Duration::from_millis(400)));
+        assert!(r.allow(|| t0) && r.allow(|| t0) && r.allow(|| t0));
+        assert!(!r.allow(|| t0));
+        assert!(r.allow(|| t0 + Duration::from_millis(400)));
+        assert!(!r.allow(|| t0 + Duration::from_millis(400)));
     }
 
     #[test]
     fn zero_rate_means_unlimited() {
         let t0 = Instant::now();
         let mut r = RateLimiter::new(0, t0);
-        assert!((0..10_000).all(|_| r.allow(t0)));
+        assert!((0..10_000).all(|_| r.allow(|| t0)));
     }
 
     #[tokio::test]

@@ -109,3 +109,20 @@ pub async fn stop(nodes: Vec<Node>) {
     }
     while set.join_next().await.is_some() {}
 }
+
+/// Refresh until the client's ring has `members` members, each with a RESP
+/// address; panics after `limit`.
+pub async fn until_routable(client: &shoal::Client, members: usize, limit: Duration) {
+    let wait = async {
+        loop {
+            let _ = client.refresh().await;
+            if client.members().len() == members && client.routable() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(limit, wait)
+        .await
+        .unwrap_or_else(|_| panic!("client did not learn {members} routable members"));
+}
