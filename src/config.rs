@@ -141,6 +141,17 @@ pub struct Config {
     /// the two sides of a healed network split) merge. Default 60000; at
     /// least 1000.
     pub seed_refresh_ms: u64,
+    /// Most near copies a node keeps of hot keys whose RESP `GET`s it
+    /// forwards (`cluster::near_reads`); 0 turns the near cache off.
+    /// Default 1024.
+    pub near_cache_keys: usize,
+    /// Lifetime of a near copy in milliseconds (the bound on staleness
+    /// when an invalidation is lost; normally a copy is dropped within a
+    /// few milliseconds of a write). Default 1000; 1 to 3600000.
+    pub near_cache_ttl_ms: u64,
+    /// Reads per second of one key at a forwarding node from which it
+    /// keeps a near copy; 0: every forwarded `GET` fills one. Default 1000.
+    pub near_cache_threshold: u64,
     /// Admin HTTP endpoint (metrics, health, status page). Default
     /// 127.0.0.1:9379; `"off"` disables it.
     #[serde(with = "admin_serde")]
@@ -229,6 +240,9 @@ impl Default for Config {
             sync_rate: 0,
             rebalance_grace_ms: 30_000,
             seed_refresh_ms: 60_000,
+            near_cache_keys: 1024,
+            near_cache_ttl_ms: 1000,
+            near_cache_threshold: 1000,
             admin: Some(DEFAULT_ADMIN),
             data_dir: None,
         }
@@ -288,6 +302,12 @@ impl Config {
                 reason: "must be an address peers can reach (not 0.0.0.0 or ::): it is the \
                          address this node announces and peers check it against the packets' source"
                     .into(),
+            });
+        }
+        if !(1..=3_600_000).contains(&self.near_cache_ttl_ms) {
+            return Err(ConfigError::Invalid {
+                name: "near-cache-ttl-ms",
+                reason: "must be between 1 and 3600000".into(),
             });
         }
         if self.seed_refresh_ms < 1000 {

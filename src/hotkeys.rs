@@ -64,8 +64,9 @@ pub const POLL: Duration = Duration::from_millis(5);
 /// but not watched (the reader does not keep a copy).
 pub const MAX_HELD_KEYS: usize = 4096;
 
-/// Longest near-copy lifetime a reader may register.
-const MAX_NEAR_TTL: Duration = Duration::from_secs(300);
+/// How far ahead a watch that would overflow the clock is set instead
+/// (a TTL of centuries: the watch outlives any copy).
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Forwarded payloads larger than this are not decoded for sampling (a
 /// single-key read or a pipelined batch of them is far smaller; big
@@ -176,6 +177,9 @@ pub struct HotTracker {
     wake: Notify,
     /// Near caches living on this node.
     nears: Mutex<Vec<Weak<dyn NearSink>>>,
+    /// The near cache of RESP reads this node forwards (`near-cache-*`
+    /// settings; unset when off). See `cluster::near_reads`.
+    forward: std::sync::OnceLock<Arc<crate::api::near::Near>>,
     /// Counters.
     pub stats: HotTrackerStats,
 }
@@ -225,6 +229,7 @@ impl HotTracker {
             holders: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             nears: Mutex::new(Vec::new()),
+            forward: std::sync::OnceLock::new(),
             stats: HotTrackerStats::default(),
         }
     }
@@ -318,6 +323,41 @@ impl HotTracker {
         nears.push(near);
     }
 
+    /// Keep near copies of the hot keys whose RESP reads this node
+    /// forwards: at most `keys` copies, each for `ttl`, of keys read here
+    /// at `threshold` reads per second or more (0: every forwarded read
+    /// fills a copy). Call once at start; later calls are ignored.
+    pub fn enable_forward_near(&self, keys: usize, ttl: Duration, threshold: u64) {
+        use crate::api::near::Near;
+        let near = if threshold == 0 {
+            Near::new(keys, ttl)
+        } else {
+            Near::hot_only(
+                keys,
+                ttl,
+                HotKeysConfig {
+                    threshold: threshold as f64,
+                    ..HotKeysConfig::default()
+                },
+            )
+        };
+        let near = Arc::new(near);
+        if self.forward.set(near.clone()).is_ok() {
+            let sink: Arc<dyn NearSink> = near;
+            self.register_near(Arc::downgrade(&sink));
+        }
+    }
+
+    /// The near cache of forwarded RESP reads, when enabled.
+    pub(crate) fn forward_near(&self) -> Option<&Arc<crate::api::near::Near>> {
+        self.forward.get()
+    }
+
+    /// Counters of the near cache of forwarded RESP reads, when enabled.
+    pub fn forward_near_stats(&self) -> Option<crate::api::NearStats> {
+        self.forward.get().map(|n| n.stats())
+    }
+
     /// Drop `keys` from every near cache on this node.
     pub(crate) fn invalidate_here(&self, keys: &[(Bytes, NearVersion)]) {
         let nears: Vec<Arc<dyn NearSink>> =
@@ -353,10 +393,13 @@ impl HotTracker {
             None => (None, NearVersion::ABSENT),
         });
         self.stats.near_reads.fetch_add(1, Ordering::Relaxed);
+        // The watch lasts as long as the copy can: the reader's copy lives
+        // `ttl` from before this read, so from here is never too short.
+        let now = Instant::now();
         let holder = Holder {
             peer,
             version,
-            until: Instant::now() + ttl.min(MAX_NEAR_TTL),
+            until: now.checked_add(ttl).unwrap_or(now + FOREVER),
         };
         let watched = {
             let mut held = self.lock_holders();
@@ -364,8 +407,17 @@ impl HotTracker {
             let room = held.len() < MAX_HELD_KEYS;
             let watched = match held.get_mut(&key) {
                 Some(list) => {
-                    list.retain(|h| h.peer != holder.peer);
-                    list.push(holder);
+                    // A refill renews this holder's watch of this version;
+                    // a registration of an older version stays until the
+                    // invalidator reports it (another near cache of the
+                    // same node may still hold that copy).
+                    match list
+                        .iter_mut()
+                        .find(|h| h.peer == holder.peer && h.version == holder.version)
+                    {
+                        Some(h) => h.until = h.until.max(holder.until),
+                        None => list.push(holder),
+                    }
                     true
                 }
                 None if room => {
@@ -636,6 +688,53 @@ mod tests {
         set(&store, "k", "v2");
         assert!(hot.changed(&store, UnixMillis(1)).is_empty());
         assert_eq!(hot.held_keys(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_lasts_as_long_as_a_long_near_ttl() {
+        let store = Store::new(StoreConfig::default());
+        let hot = HotTracker::default();
+        set(&store, "k", "v1");
+        let ttl = Duration::from_secs(3600);
+        let peer = Some(NodeName::new("b"));
+        hot.near_read(&store, UnixMillis(1), Bytes::from("k"), ttl, peer.clone());
+        // Well past the old 300 s cap, well within the copy's hour.
+        tokio::time::advance(Duration::from_secs(1800)).await;
+        set(&store, "k", "v2");
+        let changed = hot.changed(&store, UnixMillis(1));
+        assert_eq!(changed.get(&peer).map(Vec::len), Some(1), "still watched");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refill_renews_the_watch() {
+        let store = Store::new(StoreConfig::default());
+        let hot = HotTracker::default();
+        set(&store, "k", "v1");
+        let ttl = Duration::from_secs(10);
+        let key = Bytes::from("k");
+        hot.near_read(&store, UnixMillis(1), key.clone(), ttl, None);
+        tokio::time::advance(Duration::from_secs(8)).await;
+        hot.near_read(&store, UnixMillis(1), key.clone(), ttl, None);
+        tokio::time::advance(Duration::from_secs(8)).await;
+        set(&store, "k", "v2");
+        assert_eq!(hot.changed(&store, UnixMillis(1)).len(), 1, "renewed");
+    }
+
+    #[tokio::test]
+    async fn a_refill_at_a_new_version_keeps_the_older_copy_watched() {
+        let store = Store::new(StoreConfig::default());
+        let hot = HotTracker::default();
+        set(&store, "k", "v1");
+        let ttl = Duration::from_secs(30);
+        let key = Bytes::from("k");
+        // Two near caches on one node: one holds v1, the other reads v2
+        // before the invalidator ran; the v1 copy must still be reported.
+        hot.near_read(&store, UnixMillis(1), key.clone(), ttl, None);
+        set(&store, "k", "v2");
+        hot.near_read(&store, UnixMillis(1), key.clone(), ttl, None);
+        let changed = hot.changed(&store, UnixMillis(1));
+        assert_eq!(changed.get(&None).map(Vec::len), Some(1));
+        assert_eq!(hot.held_keys(), 1, "the v2 copy stays watched");
     }
 
     #[test]

@@ -170,6 +170,10 @@ impl Node {
         let _ = server.shared().persist.set(persist.clone());
         persist.attach(&server.shared());
         let hot = server.shared().hot.clone();
+        if cfg.near_cache_keys > 0 {
+            let ttl = Duration::from_millis(cfg.near_cache_ttl_ms);
+            hot.enable_forward_near(cfg.near_cache_keys, ttl, cfg.near_cache_threshold);
+        }
         let hot_clock = clock.clone();
         let cluster = if cfg.is_cluster() || injected.is_some() {
             let at = (resp_addr, admin_addr);

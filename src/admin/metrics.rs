@@ -682,5 +682,43 @@ fn hot_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {
         "shoal_near_invalidations_received",
         "Keys invalidated in this node's near caches.",
         load(&hot.stats.invalidations_received),
+    )?;
+    forward_near_metrics(s, e)
+}
+
+/// The near cache of forwarded RESP reads (`near-cache-*`), when enabled.
+fn forward_near_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {
+    let Some(near) = s.resp.hot.forward_near_stats() else {
+        return Ok(());
+    };
+    counter(
+        e,
+        "shoal_near_read_hits",
+        "Forwarded-key GETs answered from this node's near copy.",
+        near.hits,
+    )?;
+    counter(
+        e,
+        "shoal_near_read_fills",
+        "Near copies filled by a watched read at the key's primary.",
+        near.fills,
+    )?;
+    counter(
+        e,
+        "shoal_near_read_invalidations",
+        "Near copies dropped on the primary's invalidation.",
+        near.invalidations,
+    )?;
+    counter(
+        e,
+        "shoal_near_read_write_drops",
+        "Near copies dropped (or fills spoiled) by a write through this node.",
+        near.write_drops,
+    )?;
+    gauge(
+        e,
+        "shoal_near_read_entries",
+        "Near copies of forwarded keys held now.",
+        near.entries as f64,
     )
 }

@@ -48,7 +48,7 @@ pub mod exec;
 mod handle;
 pub mod hot;
 pub mod loader;
-mod near;
+pub(crate) mod near;
 pub mod wire;
 
 pub use backend::{Backend, BackendError, WriteBehindStats, WritePolicy};

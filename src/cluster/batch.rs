@@ -108,6 +108,10 @@ impl Pipeline for OwnerPipeline {
             // The connection sends it alone after what is queued.
             return false;
         }
+        if super::near_reads::runs_alone(&self.router, spec, args) {
+            // A hot key's GET: answered from (or fills) the near copy.
+            return false;
+        }
         let st = self.router.current();
         let Plan::One(owner) = Router::plan(&st, spec, args) else {
             return false;
@@ -129,7 +133,10 @@ impl Pipeline for OwnerPipeline {
     fn flush(&mut self) -> Deferred<Vec<Bytes>> {
         let queued = std::mem::take(&mut self.queued);
         self.bytes = 0;
-        Box::pin(send_groups(self.router.clone(), queued))
+        let commands = queued.iter().map(|q| (q.spec, q.args.as_slice()));
+        let written = super::near_reads::written_keys(&self.router, commands);
+        let sent = send_groups(self.router.clone(), queued);
+        Box::pin(super::near_reads::after_writes(written, sent))
     }
 }
 

@@ -8,6 +8,7 @@
 //! - `coalesce`: concurrent forwards to one owner share a request;
 //! - `gather`: multi-key split/reassemble and cluster-wide aggregates;
 //! - `introspect`: `INFO cluster` and `SHOAL MEMBERS`;
+//! - `near_reads`: near copies of hot keys' RESP reads on a forwarding node;
 //! - [`replication`]: replicated writes, failover, peer sync requests;
 //! - [`rebalance`]: pulling partitions this node newly holds, dropping
 //!   released ones after a grace period, readiness, graceful hand-off;
@@ -24,6 +25,7 @@ mod coalesce;
 mod gather;
 mod introspect;
 pub mod lag;
+mod near_reads;
 pub mod rebalance;
 pub mod replication;
 pub mod router;

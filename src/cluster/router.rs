@@ -373,7 +373,7 @@ impl Router {
 
 impl ClusterHook for Router {
     fn route(self: Arc<Self>, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> Routed {
-        self.dispatch(spec, args, proto, 0)
+        super::near_reads::route(self, spec, args, proto)
     }
 
     fn info_cluster(&self) -> String {

@@ -13,6 +13,10 @@
 //! - `SHOAL HOTKEYS [COUNT n]`: the `n` (default 10) keys this node served
 //!   most as their primary, hottest first, each `[key, estimated rate/s]`
 //!   (a sampled, decaying sketch: `crate::hotkeys`).
+//! - `SHOAL NEAR`: the counters of this node's near cache of forwarded
+//!   RESP reads (`crate::cluster` `near_reads`): `enabled`, `hits`,
+//!   `misses`, `fills`, `entries`, `invalidations`, `write_drops`; a map
+//!   in RESP3, a flat field/value array in RESP2.
 //! - `SHOAL RING`: what a client needs to compute placement itself:
 //!   `partitions` (P), `replicas` (R), `placement` and `key_hash` (the
 //!   algorithms, named below), `hash_seed`, the ring `digest` (16 hex
@@ -42,7 +46,7 @@ pub(super) const COMMANDS: &[CommandSpec] = &[CommandSpec {
     last_key: 0,
     step: 0,
     acl: &["slow"],
-    summary: "Shoal cluster introspection: SHOAL MEMBERS|PARTITION|LOCAL|DIGEST|HOTKEYS|RING|HELP.",
+    summary: "Shoal cluster introspection: SHOAL MEMBERS|PARTITION|LOCAL|DIGEST|HOTKEYS|NEAR|RING|HELP.",
     group: "server",
     since: "0.1.0",
     handler: Handler::Node(shoal),
@@ -64,6 +68,9 @@ fn shoal(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
     let sub = &args[1];
     if is(sub, "hotkeys") {
         hotkeys(shared, &args[2..], reply)
+    } else if is(sub, "near") && args.len() == 2 {
+        near(shared, reply);
+        Ok(())
     } else if is(sub, "ring") && args.len() == 2 {
         ring(shared, reply);
         Ok(())
@@ -110,6 +117,8 @@ fn shoal(shared: &Shared, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
                 "    Hex digest of this node's copy of a partition (nil if it holds none).",
                 "HOTKEYS [COUNT <n>]",
                 "    The keys this node served most as primary, with estimated requests/s.",
+                "NEAR",
+                "    Counters of the near cache of hot keys' forwarded reads.",
                 "RING",
                 "    Partitions, replicas, placement algorithm, hash seed, digest and members:",
                 "    what a client needs to send each key to its primary.",
@@ -219,6 +228,26 @@ fn hotkeys(shared: &Shared, opts: &[Bytes], reply: &mut Reply<'_>) -> CmdResult 
         reply.double((k.rate * 10.0).round() / 10.0);
     }
     Ok(())
+}
+
+/// `SHOAL NEAR`: the forwarded-read near cache's counters.
+fn near(shared: &Shared, reply: &mut Reply<'_>) {
+    let stats = shared.hot.forward_near_stats();
+    let s = stats.unwrap_or_default();
+    let fields: [(&str, u64); 7] = [
+        ("enabled", u64::from(stats.is_some())),
+        ("hits", s.hits),
+        ("misses", s.misses),
+        ("fills", s.fills),
+        ("entries", s.entries),
+        ("invalidations", s.invalidations),
+        ("write_drops", s.write_drops),
+    ];
+    reply.map(fields.len());
+    for (name, n) in fields {
+        reply.bulk(name.as_bytes());
+        reply.int(i64::try_from(n).unwrap_or(i64::MAX));
+    }
 }
 
 /// The ring of a standalone node: itself, named `standalone`.
