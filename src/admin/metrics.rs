@@ -550,6 +550,12 @@ fn replication_metrics(c: &ClusterSources, state: &ClusterState, e: &mut Descrip
     )?;
     counter(
         e,
+        "shoal_replication_requests",
+        "Replicate requests sent (concurrent writes to one replica share one).",
+        load(&r.requests),
+    )?;
+    counter(
+        e,
         "shoal_replication_applied",
         "Records received from peers that changed something here.",
         load(&r.applied),

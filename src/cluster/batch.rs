@@ -39,6 +39,7 @@ use std::task::Poll;
 use bytes::Bytes;
 
 use super::coalesce::{Coalescer, UnitError};
+use super::repl_lane::together;
 use super::router::{Plan, Router, error_bytes};
 use super::state::ClusterState;
 use crate::proto::{Request, Response};
@@ -284,6 +285,8 @@ fn replicating(router: &Router, st: &ClusterState) -> bool {
 
 /// The owner's side of a [`Request::Batch`]: run each command as a
 /// forwarded `Command` with `hops` would run, applying them in order.
+/// The replicated writes started together share one `Replicate` request
+/// per replica (`repl_lane::together`).
 pub(crate) async fn serve(
     router: &Arc<Router>,
     from: &NodeName,
@@ -311,7 +314,7 @@ pub(crate) async fn serve(
         // replicated write) must not be overtaken by a later command on
         // its key, nor overtake an earlier one: finish the legs so far.
         if touched.conflicts(&args) {
-            replies.extend(join_in_order(std::mem::take(&mut legs)).await);
+            replies.extend(together(join_in_order(std::mem::take(&mut legs))).await);
             touched = Touched::default();
         }
         touched.add(&args);
@@ -320,7 +323,7 @@ pub(crate) async fn serve(
             run_one(&router, args, proto, hops).await
         }));
     }
-    replies.extend(join_in_order(legs).await);
+    replies.extend(together(join_in_order(legs)).await);
     Response::Replies(replies)
 }
 

@@ -144,6 +144,7 @@ fn info_replication(router: &Router, s: &mut String) {
          cluster_write_ack:{}\r\n\
          cluster_replicated_writes:{}\r\n\
          cluster_replicate_failures:{}\r\n\
+         cluster_replicate_requests:{}\r\n\
          cluster_replica_records_applied:{}\r\n\
          cluster_failovers:{}\r\n\
          cluster_partitions_synced:{}\r\n\
@@ -162,6 +163,7 @@ fn info_replication(router: &Router, s: &mut String) {
         repl.cfg.write_ack.name(),
         ld(&rs.writes),
         ld(&rs.failures),
+        ld(&rs.requests),
         ld(&rs.applied),
         ld(&rs.failovers),
         ld(&rs.partitions_synced),

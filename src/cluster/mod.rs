@@ -6,6 +6,8 @@
 //! - [`router`]: local vs forwarded execution, answering peers' requests;
 //! - [`batch`]: pipelined forwarding, grouped by owner;
 //! - `coalesce`: concurrent forwards to one owner share a request;
+//! - `repl_lane`: concurrent replicated writes to one replica share a
+//!   request;
 //! - `gather`: multi-key split/reassemble and cluster-wide aggregates;
 //! - `introspect`: `INFO cluster` and `SHOAL MEMBERS`;
 //! - `near_reads`: near copies of hot keys' RESP reads on a forwarding node;
@@ -22,6 +24,7 @@
 pub mod antientropy;
 pub mod batch;
 mod coalesce;
+mod repl_lane;
 mod gather;
 mod introspect;
 pub mod lag;

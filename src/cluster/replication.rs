@@ -8,12 +8,13 @@
 //!   run the command with the ordinary handler (the store stamps it with the
 //!   node's hybrid logical clock), read back the resulting state of every key
 //!   it names (value + version + expiry, or a tombstone), and send it to the
-//!   other replicas of each key's partition in parallel, one batched
-//!   `Replicate` per replica. The client's reply waits for the
-//!   [`WriteAck`] policy; a replica that does not answer within
-//!   [`ReplConfig::timeout`] is treated as down for this write (anti-entropy
-//!   repairs it later). INCR, APPEND, SETRANGE ... replicate their result,
-//!   never the command.
+//!   other replicas of each key's partition in parallel, through each
+//!   replica's lane (`repl_lane`: concurrent writes to one replica share a
+//!   `Replicate` request). The client's reply waits for the [`WriteAck`]
+//!   policy; a replica that does not answer within [`ReplConfig::timeout`]
+//!   of the write is treated as down for this write (anti-entropy repairs
+//!   it later). INCR, APPEND, SETRANGE ... replicate their result, never
+//!   the command.
 //! - Failover ([`Router::forward_or_failover`]): when the ring's primary
 //!   cannot be reached, the command runs on the next live replica as the
 //!   acting primary (`Request::Owned`). Versions make a retried write
@@ -42,6 +43,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::repl_lane::{Link, ReplLanes};
 use super::router::{Router, error_bytes};
 use super::state::ClusterState;
 use crate::clock::SharedHlc;
@@ -140,6 +142,9 @@ pub struct ReplStats {
     pub writes: AtomicU64,
     /// Replicate requests that failed or timed out.
     pub failures: AtomicU64,
+    /// Replicate requests sent (each carries the writes queued for one
+    /// replica while the previous one was in flight).
+    pub requests: AtomicU64,
     /// Records received from peers that changed something here.
     pub applied: AtomicU64,
     /// Commands that ran on another replica because the primary was
@@ -221,6 +226,8 @@ pub struct Replication {
     pub sync: SyncState,
     /// The node's clock (the store stamps with the same one).
     pub hlc: Arc<SharedHlc>,
+    /// One queue per replica: concurrent writes share requests.
+    pub(crate) lanes: ReplLanes,
 }
 
 impl Replication {
@@ -231,6 +238,7 @@ impl Replication {
             stats: ReplStats::default(),
             sync: SyncState::default(),
             hlc,
+            lanes: ReplLanes::default(),
         })
     }
 }
@@ -357,33 +365,36 @@ impl Router {
                 repl.stats.failures.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let payload = proto::encode(self.cluster.as_str(), &Request::Replicate { records });
-            let transport = self.transport.clone();
-            let timeout = repl.cfg.timeout;
-            let repl = repl.clone();
-            let tx = tx.clone();
-            sent += 1;
-            tokio::spawn(async move {
-                let answer = tokio::time::timeout(timeout, transport.request(&addr, payload)).await;
-                let ok = matches!(answer, Ok(Ok(_)));
-                if !ok {
-                    repl.stats.failures.fetch_add(1, Ordering::Relaxed);
-                }
-                // The writer may have stopped waiting (ack policy met).
-                let _ = tx.send(ok).await;
-            });
+            let link = Link {
+                transport: self.transport.clone(),
+                cluster: self.cluster.clone(),
+                addr,
+            };
+            if ReplLanes::submit(repl, &node, link, records, tx.clone()) {
+                sent += 1;
+            } else {
+                repl.stats.failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
         drop(tx);
         let need = need.min(sent);
-        let mut acked = 0;
-        while acked < need {
-            match rx.recv().await {
-                Some(true) => acked += 1,
-                Some(false) => {}
-                None => break,
-            }
+        if need == 0 {
+            // The lanes send in the background.
+            return;
         }
-        // The rest finish in the background (their tasks are detached).
+        let acks = async {
+            let mut acked = 0;
+            while acked < need {
+                match rx.recv().await {
+                    Some(true) => acked += 1,
+                    Some(false) => {}
+                    None => break,
+                }
+            }
+        };
+        // A replica that has not applied the write by then is down for it
+        // (its request may still land; anti-entropy repairs it otherwise).
+        let _ = tokio::time::timeout(repl.cfg.timeout, acks).await;
     }
 
     /// Send `args` to the primary `owner`; if it cannot be reached and

@@ -1,0 +1,132 @@
+//! Replication lanes on the in-memory network with paused tokio time:
+//! concurrent replicated writes to one replica share `Replicate` requests,
+//! a forwarded batch's writes travel in one request per replica, and every
+//! replica still holds every acknowledged value.
+
+mod replication_support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use replication_support::*;
+use shoal::cluster::batch::OwnerPipeline;
+use shoal::node::Node;
+use shoal::resp::codec::Proto;
+use shoal::resp::commands::lookup;
+use shoal::resp::hook::{ClusterHook, Pipeline, Routed};
+use shoal::store::partition_of;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+async fn cluster(net: &shoal::transport::mem::MemNetwork, n: usize, replicas: u32) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for i in 1..=n {
+        nodes.push(start(net, i, replicas).await);
+    }
+    converge(&nodes.iter().collect::<Vec<_>>(), LIMIT).await;
+    nodes
+}
+
+/// Replicate requests sent by every node so far.
+fn requests(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.router()?.replication().cloned())
+        .map(|r| r.stats.requests.load(Ordering::Relaxed))
+        .sum()
+}
+
+/// Writes replicated by every node so far.
+fn writes(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.router()?.replication().cloned())
+        .map(|r| r.stats.writes.load(Ordering::Relaxed))
+        .sum()
+}
+
+/// `count` keys whose primary is node `i` (1-based) of `nodes`.
+fn keys_owned_by(nodes: &[Node], i: usize, prefix: &str, count: usize) -> Vec<String> {
+    let st = nodes[0].cluster_state().expect("cluster");
+    let owner = nodes[i - 1].name().expect("named").clone();
+    (0..)
+        .map(|k| format!("{prefix}:{k}"))
+        .filter(|k| *st.primary(partition_of(k.as_bytes(), PARTITIONS)) == owner)
+        .take(count)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_writes_share_replicate_requests_and_reach_every_replica() {
+    let net = shoal::transport::mem::MemNetwork::new();
+    let nodes = cluster(&net, 3, 3).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let keys = keys_owned_by(&nodes, 1, "c", 200);
+    let (req0, writes0) = (requests(&nodes), writes(&nodes));
+    let router = nodes[0].router().expect("cluster").clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in &keys {
+        let args = vec![
+            Bytes::from_static(b"SET"),
+            Bytes::from(key.clone()),
+            Bytes::from(format!("v-{key}")),
+        ];
+        let (_, spec) = lookup(&args[0]).expect("SET");
+        let Routed::Deferred(fut) = ClusterHook::route(router.clone(), spec, &args, Proto::Resp2)
+        else {
+            panic!("a replicated write is deferred");
+        };
+        tasks.spawn(fut);
+    }
+    let replies = tasks.join_all().await;
+    assert!(replies.iter().all(|r| r == "+OK\r\n"), "{replies:?}");
+    let sent = requests(&nodes) - req0;
+    assert_eq!(writes(&nodes) - writes0, keys.len() as u64);
+    // One request per write per replica (400) without lanes.
+    assert!(
+        sent <= keys.len() as u64 / 10,
+        "{sent} replicate requests for {} writes to 2 replicas",
+        keys.len()
+    );
+    let acked: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v-{k}"))).collect();
+    every_copy_holds(&all, &acked);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forwarded_batch_is_replicated_in_one_request_per_replica() {
+    let net = shoal::transport::mem::MemNetwork::new();
+    let nodes = cluster(&net, 3, 2).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    // Pipelined through node 1, owned by node 2: one Batch to node 2.
+    let keys = keys_owned_by(&nodes, 2, "b", 100);
+    let mut pipe = OwnerPipeline::new(nodes[0].router().expect("cluster").clone());
+    let (_, spec) = lookup(b"SET").expect("SET");
+    for key in &keys {
+        let args = [
+            Bytes::from_static(b"SET"),
+            Bytes::from(key.clone()),
+            Bytes::from(format!("v-{key}")),
+        ];
+        assert!(pipe.offer(spec, &args, Proto::Resp2), "queued for node 2");
+    }
+    let req0 = requests(&nodes);
+    let replies = pipe.flush().await;
+    assert!(replies.iter().all(|r| r == "+OK\r\n"), "{replies:?}");
+    // The other replica of node 2's partitions is node 1 or node 3:
+    // one request to each replica the keys have, instead of one per write.
+    let st = nodes[0].cluster_state().expect("cluster");
+    let others: std::collections::HashSet<_> = keys
+        .iter()
+        .flat_map(|k| st.ring.replicas(partition_of(k.as_bytes(), PARTITIONS)))
+        .filter(|r| Some(*r) != nodes[1].name())
+        .collect();
+    assert_eq!(
+        requests(&nodes) - req0,
+        others.len() as u64,
+        "{} writes to the replicas {others:?}",
+        keys.len()
+    );
+    let acked: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v-{k}"))).collect();
+    every_copy_holds(&all, &acked);
+}
