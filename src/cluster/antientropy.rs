@@ -10,6 +10,11 @@
 //! merges the other's by version. This heals dropped replication messages,
 //! a replica that was down for a write, and the two sides of a healed
 //! network partition. Each round also purges expired tombstones.
+//! Records merged here are repairs (`Origin::Repair`): a replica at its
+//! memory limit refuses keys it does not hold and marks them instead, and
+//! a partition that had to forget eviction marks compares equal for a
+//! while (a lossy window, `store/marks.rs`), so a full replica is not sent
+//! the keys it evicted every round.
 //!
 //! Cost per round with nothing to repair: one request per replica peer
 //! carrying one `u64` per shared partition.
@@ -21,11 +26,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::replication::{Replication, apply_all, summary};
+use super::replication::{Replication, apply_all_from, summary};
 use super::router::Router;
 use crate::proto::{Request, Response};
 use crate::shutdown::Shutdown;
-use crate::store::PartitionId;
+use crate::store::{Origin, PartitionId};
 use crate::transport::NodeName;
 
 /// Partitions per `Summaries` request.
@@ -136,7 +141,7 @@ async fn repair(router: &Router, peer: &NodeName, p: PartitionId) -> usize {
     };
     match router.send(&st, peer, &req).await {
         Ok(Response::Records { records, .. }) => {
-            let n = apply_all(router, &records, (router.clock)());
+            let n = apply_all_from(router, &records, (router.clock)(), Origin::Repair);
             // What the replica took from us is not counted here; what we
             // took from it is.
             n.max(1)

@@ -36,14 +36,14 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::replication::{Replication, apply_all};
+use super::replication::{Replication, apply_all_from};
 use super::router::Router;
 use super::state::ClusterState;
 use crate::membership::MembershipHandle;
 use crate::proto::{Request, Response};
 use crate::ring::{self, Ring};
 use crate::shutdown::{Shutdown, TaskSet};
-use crate::store::{PartitionId, Record};
+use crate::store::{Origin, PartitionId, Record};
 use crate::transport::NodeName;
 
 /// Records per `Pull` chunk.
@@ -380,7 +380,7 @@ async fn pull_from(
         repl.stats
             .bytes_moved
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        apply_all(router, &records, (router.clock)());
+        apply_all_from(router, &records, (router.clock)(), Origin::Repair);
         throttle(repl.cfg.sync_rate, bytes).await;
         match records.last() {
             Some(last) if more => after = Some(last.key.clone()),

@@ -646,7 +646,7 @@ pub(crate) async fn serve(router: &Arc<Router>, req: Request) -> Response {
             let mine = router
                 .store
                 .bucket_records(PartitionId(partition), mask, now);
-            let applied = apply_all(router, &records, now);
+            let applied = apply_all_from(router, &records, now, crate::store::Origin::Repair);
             // An empty mask is a one-way merge (hand-off, a released
             // partition pushed to its owners), not an anti-entropy repair.
             if let Some(repl) = router.replication().filter(|_| mask != 0) {
@@ -707,15 +707,27 @@ pub(crate) fn summary(router: &Router, p: u32, now: crate::store::UnixMillis) ->
         .map_or(0, |d| xxhash_rust::xxh3::xxh3_64(d.hex().as_bytes()) | 1)
 }
 
-/// Merge peer records; returns how many changed something.
+/// Merge live replicated writes; returns how many changed something.
 pub(crate) fn apply_all(
     router: &Router,
     records: &[Record],
     now: crate::store::UnixMillis,
 ) -> usize {
+    apply_all_from(router, records, now, crate::store::Origin::Write)
+}
+
+/// Merge peer records from `origin` (a repair of a key not held here is
+/// refused at the memory limit, see `Store::apply_from`); returns how many
+/// changed something.
+pub(crate) fn apply_all_from(
+    router: &Router,
+    records: &[Record],
+    now: crate::store::UnixMillis,
+    origin: crate::store::Origin,
+) -> usize {
     let mut applied = 0;
     for rec in records {
-        match router.store.apply(rec, now) {
+        match router.store.apply_from(rec, now, origin) {
             Ok(true) => applied += 1,
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "a replicated record was not applied"),

@@ -63,6 +63,9 @@ pub struct Store {
     pub(super) hlc: OnceLock<Arc<SharedHlc>>,
     /// How long a tombstone is kept, in ms (cluster mode).
     pub(super) tombstone_ttl: AtomicU64,
+    /// Repair/sync records refused at the memory limit (see
+    /// [`Store::apply_from`]).
+    pub(super) refused: AtomicU64,
 }
 
 /// One step of a SCAN: keys found and the cursor to continue from (0 = done).
@@ -109,6 +112,7 @@ impl Store {
             last_now: AtomicU64::new(0),
             hlc: OnceLock::new(),
             tombstone_ttl: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         };
         store.reconfigure(false);
         store
@@ -140,6 +144,11 @@ impl Store {
         }
     }
 
+    /// The latest time seen (see `last_now`), for paths that get no `now`.
+    pub(super) fn now_hint(&self) -> u64 {
+        self.last_now.load(Ordering::Relaxed)
+    }
+
     /// True while the FIFO queues are maintained.
     pub(super) fn is_tracking(&self) -> bool {
         self.tracking.load(Ordering::Relaxed)
@@ -158,7 +167,7 @@ impl Store {
     ) -> u64 {
         let h = key_hash(part.slots[slot as usize].key(), self.seed);
         if why == Removal::Evicted {
-            self.note_evicted(part, slot);
+            self.note_evicted(pid, part, slot);
         }
         let tomb = !consumed && self.is_tracking();
         let (cost, had_ttl) = part.remove(slot, h, tomb);
@@ -265,10 +274,10 @@ impl Store {
             Mutation::Delete => {
                 if let Some(s) = slot {
                     self.remove_at(pid, &mut part, s, Removal::Deleted, false);
-                    self.bury(&mut part, key, now.0);
-                } else if self.forget_evicted(&mut part, key) {
+                    self.bury(pid, &mut part, key, now.0);
+                } else if self.forget_evicted(pid, &mut part, key) {
                     // Evicted here, maybe still held by other replicas.
-                    self.bury(&mut part, key, now.0);
+                    self.bury(pid, &mut part, key, now.0);
                 }
                 None
             }
@@ -280,7 +289,7 @@ impl Store {
                 // A deadline already passed: the key is gone at once.
                 if let Some(s) = slot {
                     self.remove_at(pid, &mut part, s, Removal::Expired, false);
-                    self.bury(&mut part, key, now.0);
+                    self.bury(pid, &mut part, key, now.0);
                 }
                 None
             }
@@ -294,10 +303,8 @@ impl Store {
                 self.observe(now.0);
                 let at = expires_at.map_or(0, |t| t.0);
                 let stamp = self.next_version(now.0);
-                if !part.tombs.is_empty() {
-                    part.tombs.remove(key);
-                }
-                self.forget_evicted(&mut part, key);
+                self.take_tomb(pid, &mut part, key);
+                self.forget_evicted(pid, &mut part, key);
                 self.write(pid, &mut part, slot, key, h, &value, at, now.0, stamp)?
             }
         };
@@ -323,20 +330,18 @@ impl Store {
 
     /// Record a tombstone for `key`, deleted by a local command at `now`
     /// (cluster mode only: standalone keeps none).
-    fn bury(&self, part: &mut Partition, key: &[u8], now: u64) {
+    fn bury(&self, pid: u32, part: &mut Partition, key: &[u8], now: u64) {
         if self.hlc.get().is_none() {
             return;
         }
         let (version, node) = self.next_version(now);
         let until = now.saturating_add(self.tombstone_ttl.load(Ordering::Relaxed));
-        part.tombs.insert(
-            Box::from(key),
-            Tomb {
-                version,
-                node,
-                until,
-            },
-        );
+        let tomb = Tomb {
+            version,
+            node,
+            until,
+        };
+        self.put_tomb(pid, part, key, tomb);
     }
 
     fn set_expiry(
@@ -453,6 +458,7 @@ impl Store {
                 d.with_ttl -= i64::from(e.has_ttl());
                 d.used -= e.cost() as i64;
             }
+            d.used -= (Self::tombs_bytes(&part) + part.evicted.charged) as i64;
             part.clear();
             self.counters.apply(pid, d);
         }

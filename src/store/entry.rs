@@ -31,13 +31,18 @@ pub(crate) const ENTRY_OVERHEAD: u64 = 64;
 /// glibc malloc really takes for the key+value block (8-byte chunk header,
 /// 16-byte granularity, 32-byte minimum) plus [`ENTRY_OVERHEAD`].
 pub(crate) fn entry_cost(key_len: usize, value_len: usize) -> u64 {
-    let n = (key_len + value_len) as u64;
-    let block = if n == 0 {
+    malloc_block(key_len + value_len) + ENTRY_OVERHEAD
+}
+
+/// What glibc malloc takes for an `n`-byte block: an 8-byte chunk header,
+/// 16-byte granularity, 32-byte minimum (0 for no allocation).
+pub(crate) fn malloc_block(n: usize) -> u64 {
+    let n = n as u64;
+    if n == 0 {
         0
     } else {
         ((n + 8 + 15) & !15).max(32)
-    };
-    block + ENTRY_OVERHEAD
+    }
 }
 
 /// One slab slot: a live key, a tombstone or a free slot.

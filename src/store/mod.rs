@@ -37,6 +37,8 @@
 //!   logical clock, versioned tombstones, last-writer-wins merge of a
 //!   peer's [`Record`], partition export, bucketed digests, dropping a
 //!   partition.
+//! - `marks.rs`: eviction marks and tombstones under `maxmemory`: their
+//!   charge, the marks' cap (1/16 of the limit), lossy partitions.
 //! - `eviction/`: sampled LRU/LFU/random/TTL (`sample.rs`), sharded
 //!   FIFO/S3-FIFO queues (`fifo.rs`), per-entry metadata (`meta.rs`).
 //!
@@ -54,6 +56,7 @@
 mod counters;
 mod entry;
 mod eviction;
+mod marks;
 mod partition;
 mod prefetch;
 mod replica;
@@ -68,8 +71,9 @@ pub use types::{
 mod engine;
 
 pub use engine::{ScanPage, Store};
+pub use marks::{LOSSY_MS, MARK_SHARE, MarkStats};
 pub use prefetch::PREFETCH_BATCH;
-pub use replica::{Body, DIGEST_BUCKETS, Digest, Record};
+pub use replica::{Body, DIGEST_BUCKETS, Digest, Origin, Record};
 
 #[cfg(test)]
 mod tests;

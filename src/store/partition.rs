@@ -40,7 +40,8 @@ pub(crate) struct Partition {
     /// Stamps of keys evicted here, by digest hash (cluster mode only; see
     /// `replica.rs`): they keep this copy's digest equal to a replica's
     /// that still holds the key, so anti-entropy does not copy it back.
-    pub(crate) evicted: hashbrown::HashMap<u64, super::replica::EvictMark>,
+    /// They are capped and charged to `used_memory` (see `marks.rs`).
+    pub(crate) evicted: super::marks::Marks,
 }
 
 /// A deleted key's version, kept so an older write arriving late (or a
@@ -71,7 +72,7 @@ impl Partition {
             with_ttl: 0,
             expire_cursor: 0,
             tombs: hashbrown::HashMap::new(),
-            evicted: hashbrown::HashMap::new(),
+            evicted: super::marks::Marks::default(),
         }
     }
 

@@ -9,9 +9,10 @@
 //!   and behave exactly as before (counter versions, no tombstones).
 //! - [`Record`]: a key's state as it travels between replicas: a value with
 //!   its absolute expiry, or a tombstone, with the stamp that produced it.
-//! - [`Store::apply`]: merge a peer's record, last writer wins on
-//!   `(version, node)`; an equal or older record changes nothing, so
-//!   replays and retries are idempotent.
+//! - [`Store::apply`] / [`Store::apply_from`]: merge a peer's record, last
+//!   writer wins on `(version, node)`; an equal or older record changes
+//!   nothing, so replays and retries are idempotent. The [`Origin`] says
+//!   whether the record is a live replicated write or a repair.
 //! - [`Store::export`], [`Store::bucket_records`], [`Store::digest`],
 //!   [`Store::drop_partition`], [`Store::purge_tombstones`].
 //!
@@ -22,24 +23,34 @@
 //!   own expiry; a *newer* write legitimately can).
 //! - Eviction is local and is not a delete: an evicted key leaves no
 //!   tombstone (other replicas keep their copies and keep serving them).
-//!   It leaves an *eviction mark* instead ([`EvictMark`]: the digest hash
-//!   of the key and the stamp and expiry of the evicted write, ~40 bytes,
-//!   not counted in `used_memory`): digests count a marked key as if it
+//!   It leaves an *eviction mark* instead (`EvictMark`: the digest hash
+//!   of the key and the stamp and expiry of the evicted write, charged to
+//!   `used_memory`, see `marks.rs`): digests count a marked key as if it
 //!   were held, so anti-entropy does not copy the key back round after
 //!   round (each copy would only be evicted again), and [`Store::apply`]
 //!   ignores a record of the marked version or older. A newer write of the
 //!   key (local or replicated) clears the mark and is stored as usual, so a
 //!   write this replica missed is still repaired. A DEL of a marked key
 //!   leaves a tombstone (the other replicas may hold the key). Marks go
-//!   with the tombstones (`tombstone_ttl` after the evicted write's stamp),
-//!   at most [`MAX_EVICT_MARKS`] per partition; a key whose mark is gone may
-//!   be copied back once by anti-entropy.
+//!   with the tombstones (`tombstone_ttl` after the evicted write's stamp);
+//!   all marks together take at most 1/16 of `maxmemory`, oldest
+//!   forgotten first, and a partition that forgot one is left out of
+//!   anti-entropy for a while (a *lossy window*, see `marks.rs`).
+//! - A store at its memory limit refuses a *repair* ([`Origin::Repair`]:
+//!   anti-entropy, partition sync) of a key it does not hold: storing it
+//!   would only evict another key, which the next round would copy back.
+//!   The refused record leaves a mark, as if stored and evicted. Updates
+//!   and tombstones of keys it holds still apply (nothing stale survives;
+//!   only misses can result), and live replicated writes
+//!   ([`Origin::Write`]) of new keys are stored, evicting others: an
+//!   acknowledged write reaches its R copies.
 //! - FLUSHALL/FLUSHDB drop every key and tombstone on the nodes that run
 //!   them (every active member); a member that was unreachable keeps its
 //!   copies, and anti-entropy may then copy them back. Flushes are not
 //!   versioned.
-//! - Tombstones are invisible to reads, SCAN, DBSIZE and `used_memory`; they
-//!   cost a key copy and 24 bytes each, and are purged after
+//! - Tombstones are invisible to reads, SCAN and DBSIZE; they are charged
+//!   to `used_memory` (a key copy and a table bucket, see `marks.rs`), and
+//!   are purged after
 //!   `tombstone_ttl` (the default in `cluster::replication` is far longer
 //!   than an anti-entropy round and a partition sync).
 //!
@@ -49,6 +60,8 @@
 //! (xxh3 seed 0, so every node computes the same). Tombstones are left out:
 //! two copies that agree on every live key and version are equal, and a
 //! copy that missed a delete still holds the key, so its bucket differs.
+//! A partition in a lossy window reports `LOSSY` in every bucket, and a
+//! lossy bucket on either side compares equal.
 //!
 //! # What it must not do
 //! Talk to peers or read clocks: time and stamps come in as arguments.
@@ -61,6 +74,8 @@ use serde::{Deserialize, Serialize};
 
 use super::counters::Removal;
 use super::engine::Store;
+use super::entry::entry_cost;
+use super::marks::{EvictMark, LOSSY};
 use super::partition::{Partition, Tomb, key_hash};
 use super::types::{EvictionPolicy, PartitionId, StoreError, UnixMillis, Version};
 use crate::clock::SharedHlc;
@@ -68,30 +83,15 @@ use crate::clock::SharedHlc;
 /// Buckets in a partition digest.
 pub const DIGEST_BUCKETS: usize = 64;
 
-/// Most eviction marks one partition keeps; further evictions leave none.
-pub const MAX_EVICT_MARKS: usize = 4096;
-
-/// What an eviction leaves behind (see the module docs).
+/// Where a record to merge comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct EvictMark {
-    /// Version of the evicted write.
-    pub(crate) version: u64,
-    /// Tie-break of the node that stamped it.
-    pub(crate) node: u16,
-    /// The evicted value's absolute expiry in Unix ms (0 = none): the mark
-    /// stops counting in digests when the other copies expire too.
-    pub(crate) expires_at: u64,
-}
-
-impl EvictMark {
-    fn stamp(&self) -> (u64, u16) {
-        (self.version, self.node)
-    }
-
-    /// Whether it still stands for a live copy elsewhere at `now`.
-    fn is_live(&self, now: u64) -> bool {
-        self.expires_at == 0 || self.expires_at > now
-    }
+pub enum Origin {
+    /// A live replicated write (or a local restore): always stored when
+    /// newer, evicting other keys if needed.
+    Write,
+    /// Anti-entropy or partition sync: a key not held here is refused
+    /// while the store is at its memory limit.
+    Repair,
 }
 
 /// What a key holds, as replicas exchange it.
@@ -147,7 +147,9 @@ impl Digest {
     pub fn differing(&self, other: &Digest) -> u64 {
         let mut mask = 0u64;
         for i in 0..DIGEST_BUCKETS {
-            if self.0.get(i) != other.0.get(i) {
+            let (a, b) = (self.0.get(i), other.0.get(i));
+            let lossy = a == Some(&LOSSY) || b == Some(&LOSSY);
+            if a != b && !lossy {
                 mask |= 1 << i;
             }
         }
@@ -165,7 +167,7 @@ impl Digest {
 }
 
 /// The fixed (seed 0) hash of a key used by digests.
-fn digest_hash(key: &[u8]) -> u64 {
+pub(super) fn digest_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
 }
 
@@ -200,8 +202,8 @@ impl Store {
     }
 
     /// The live key at `slot` of `part` is being evicted: leave a mark (in
-    /// cluster mode, while the partition has room for one).
-    pub(super) fn note_evicted(&self, part: &mut Partition, slot: u32) {
+    /// cluster mode; the oldest one goes when the partition is at its cap).
+    pub(super) fn note_evicted(&self, pid: u32, part: &mut Partition, slot: u32) {
         if !self.is_versioned() {
             return;
         }
@@ -212,15 +214,17 @@ impl Store {
             expires_at: e.expires_at,
         };
         let h = digest_hash(e.key());
-        if part.evicted.len() < MAX_EVICT_MARKS || part.evicted.contains_key(&h) {
-            part.evicted.insert(h, mark);
-        }
+        self.put_mark(pid, part, h, mark);
     }
 
     /// Drop the eviction mark of `key` (it is written or deleted here now).
     /// Returns whether there was one.
-    pub(super) fn forget_evicted(&self, part: &mut Partition, key: &[u8]) -> bool {
-        !part.evicted.is_empty() && part.evicted.remove(&digest_hash(key)).is_some()
+    pub(super) fn forget_evicted(&self, pid: u32, part: &mut Partition, key: &[u8]) -> bool {
+        if part.evicted.is_empty() || !part.evicted.remove(digest_hash(key)) {
+            return false;
+        }
+        self.recharge_marks(pid, part);
+        true
     }
 
     /// The state of `key` here: its live value, its tombstone, or nothing.
@@ -248,11 +252,24 @@ impl Store {
         })
     }
 
-    /// Merge a peer's record: applied only if its stamp is newer than what
-    /// this store holds for the key (live value or tombstone). Returns
-    /// whether it changed anything. Fails only when a value needs memory
-    /// the policy cannot free (nothing changed then).
+    /// Merge a live replicated write: [`Store::apply_from`] with
+    /// [`Origin::Write`].
     pub fn apply(&self, rec: &Record, now: UnixMillis) -> Result<bool, StoreError> {
+        self.apply_from(rec, now, Origin::Write)
+    }
+
+    /// Merge a peer's record: applied only if its stamp is newer than what
+    /// this store holds for the key (live value or tombstone), and, for a
+    /// [`Origin::Repair`] of a key not held here, only if it fits under
+    /// `maxmemory` without evicting (else it leaves a mark and is counted
+    /// as refused). Returns whether it changed anything. Fails only when a
+    /// value needs memory the policy cannot free (nothing changed then).
+    pub fn apply_from(
+        &self,
+        rec: &Record,
+        now: UnixMillis,
+        origin: Origin,
+    ) -> Result<bool, StoreError> {
         if let Some(hlc) = self.hlc.get() {
             // A version too far ahead is still merged (refusing it would
             // keep replicas apart forever); our clock just does not follow.
@@ -275,14 +292,18 @@ impl Store {
                 .or_else(|| {
                     // Evicted here: that version (or an older one) stays out.
                     (!part.evicted.is_empty())
-                        .then(|| part.evicted.get(&digest_hash(key)).map(EvictMark::stamp))
+                        .then(|| part.evicted.get(digest_hash(key)).map(EvictMark::stamp))
                         .flatten()
                 }),
         };
         if current.is_some_and(|c| c >= rec.stamp()) {
             return Ok(false);
         }
-        self.forget_evicted(&mut part, key);
+        if origin == Origin::Repair && slot.is_none() && self.is_full_for(rec) {
+            self.refuse(pid, &mut part, rec);
+            return Ok(false);
+        }
+        self.forget_evicted(pid, &mut part, key);
         self.observe(now.0);
         let queued = match &rec.body {
             Body::Value { value, expires_at } => {
@@ -291,7 +312,7 @@ impl Store {
                     if let Some(s) = slot {
                         self.remove_at(pid, &mut part, s, Removal::Expired, false);
                     }
-                    part.tombs.remove(key);
+                    self.take_tomb(pid, &mut part, key);
                     None
                 } else {
                     let q = self.write(
@@ -305,7 +326,7 @@ impl Store {
                         now.0,
                         rec.stamp(),
                     )?;
-                    part.tombs.remove(key);
+                    self.take_tomb(pid, &mut part, key);
                     q
                 }
             }
@@ -316,14 +337,12 @@ impl Store {
                 let until = now
                     .0
                     .saturating_add(self.tombstone_ttl.load(Ordering::Relaxed));
-                part.tombs.insert(
-                    Box::from(key),
-                    Tomb {
-                        version: rec.version.0,
-                        node: rec.node,
-                        until,
-                    },
-                );
+                let tomb = Tomb {
+                    version: rec.version.0,
+                    node: rec.node,
+                    until,
+                };
+                self.put_tomb(pid, &mut part, key, tomb);
                 None
             }
         };
@@ -336,6 +355,37 @@ impl Store {
             self.queues.enqueue(item, h, s3);
         }
         Ok(true)
+    }
+
+    /// Whether storing `rec`'s value as a new key would take the store
+    /// over its limit (a tombstone never does: it is always kept).
+    fn is_full_for(&self, rec: &Record) -> bool {
+        let max = self.maxmemory();
+        match &rec.body {
+            Body::Value { value, .. } if max > 0 => {
+                let cost = entry_cost(rec.key.len(), value.len());
+                self.counters.used().saturating_add(cost) > max
+            }
+            _ => false,
+        }
+    }
+
+    /// Refuse a repair of a key not held here: drop an older tombstone of
+    /// it and mark the key as if it had been stored and evicted, so the
+    /// digests agree and the next round does not send it again.
+    fn refuse(&self, pid: u32, part: &mut Partition, rec: &Record) {
+        let expires_at = match &rec.body {
+            Body::Value { expires_at, .. } => *expires_at,
+            Body::Tombstone => 0,
+        };
+        self.take_tomb(pid, part, &rec.key);
+        let mark = EvictMark {
+            version: rec.version.0,
+            node: rec.node,
+            expires_at,
+        };
+        self.put_mark(pid, part, digest_hash(&rec.key), mark);
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Up to `max` records (live keys and tombstones) of `partition` whose
@@ -378,7 +428,10 @@ impl Store {
     /// live key (an empty copy and no copy look the same).
     pub fn digest(&self, partition: PartitionId, now: UnixMillis) -> Option<Digest> {
         let lock = self.parts.get(partition.0 as usize)?;
-        let part = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut part = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if part.evicted.digest_is_lossy(now.0) {
+            return Some(Digest(vec![LOSSY; DIGEST_BUCKETS]));
+        }
         let mut buckets = vec![0u64; DIGEST_BUCKETS];
         let mut any = false;
         for e in part
@@ -439,8 +492,9 @@ impl Store {
         for &s in &slots {
             self.remove_at(pid, &mut part, s, Removal::Deleted, false);
         }
+        let freed = Self::tombs_bytes(&part) + part.evicted.clear();
+        self.charge(pid, -(freed as i64));
         part.tombs = hashbrown::HashMap::new();
-        part.evicted = hashbrown::HashMap::new();
         self.maybe_compact(&mut part);
         slots.len() as u64
     }
@@ -458,12 +512,21 @@ impl Store {
                     let stamped = m.version >> crate::clock::LOGICAL_BITS;
                     m.is_live(now.0) && stamped.saturating_add(ttl) > now.0
                 });
+                self.recharge_marks(pid, &mut part);
             }
             if part.tombs.is_empty() {
                 continue;
             }
             let before = part.tombs.len();
-            part.tombs.retain(|_, t| t.until > now.0);
+            let mut freed = 0u64;
+            part.tombs.retain(|k, t| {
+                let keep = t.until > now.0;
+                if !keep {
+                    freed += super::marks::tomb_cost(k.len());
+                }
+                keep
+            });
+            self.charge(pid, -(freed as i64));
             purged += before - part.tombs.len();
             if part.tombs.is_empty() {
                 part.tombs = hashbrown::HashMap::new();
@@ -625,9 +688,15 @@ mod tests {
             records.push(r);
         }
         assert!(small.stats().evicted > 0, "the small store evicted");
+        // Marks are capped (the oldest go first): take keys still marked.
+        let marked = |r: &&Record| {
+            small.get(&r.key, NOW).is_none()
+                && small.lock(0).evicted.get(digest_hash(&r.key)).is_some()
+        };
         let gone = records
             .iter()
-            .find(|r| small.get(&r.key, NOW).is_none())
+            .rev()
+            .find(marked)
             .expect("an evicted key")
             .clone();
         assert!(
@@ -644,7 +713,8 @@ mod tests {
         // A DEL of a key evicted here leaves a tombstone for the others.
         let other = records
             .iter()
-            .find(|r| small.get(&r.key, NOW).is_none())
+            .rev()
+            .find(marked)
             .expect("another evicted key");
         assert!(!small.delete(&other.key, NOW));
         let tomb = small.record(&other.key, NOW).expect("a tombstone");
