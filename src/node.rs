@@ -176,7 +176,7 @@ impl Node {
         }
         let hot_clock = clock.clone();
         let cluster = if cfg.is_cluster() || injected.is_some() {
-            let at = (resp_addr, admin_addr);
+            let at = (resp_addr, admin_addr, tls_addr);
             let now = clock();
             let parts = start_cluster(&cfg, &store, clock, at, injected, &shutdown, &tasks).await?;
             let _ = parts.router.hot.set(hot.clone());
@@ -378,7 +378,7 @@ async fn start_cluster(
     cfg: &Config,
     store: &Arc<Store>,
     clock: Clock,
-    (resp_addr, admin_addr): (SocketAddr, Option<SocketAddr>),
+    (resp_addr, admin_addr, tls_addr): (SocketAddr, Option<SocketAddr>, Option<SocketAddr>),
     injected: Option<(Arc<dyn Transport>, IncomingRx)>,
     shutdown: &Shutdown,
     tasks: &TaskSet,
@@ -398,6 +398,7 @@ async fn start_cluster(
     let cluster = ClusterId::new(&cfg.cluster);
     let mut meta = NodeMeta::new(cluster.clone(), resp_addr, cfg.partitions, cfg.replicas);
     meta.admin_addr = admin_addr;
+    meta.tls_addr = tls_addr;
     // A node alone holds everything it owns; the rebalance task clears
     // this while it pulls partitions it takes over.
     meta.ready = true;

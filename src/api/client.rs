@@ -15,7 +15,8 @@
 //!   placement algorithm is not routed by (every command goes to a node,
 //!   which forwards).
 //! - **Routing.** `partition_of(key, P)` → the ring's primary → that
-//!   member's RESP address → a small connection [`Pool`].
+//!   member's RESP address (its TLS RESP address when the client speaks
+//!   TLS) → a small connection [`Pool`].
 //! - **Refresh.** On an interval (default 1 s), after any connection error,
 //!   after a `TRYAGAIN` reply (views disagree) and when the fetched digest
 //!   differed from the one the client computed. A stale view is never
@@ -128,9 +129,11 @@ impl ClientBuilder {
     /// does. The server certificate must name the IP address connected to
     /// unless [`ClientBuilder::tls_server_name`] says otherwise.
     ///
-    /// Members gossip only their plain RESP address, so a TLS client does
-    /// not route by key: every command goes to a seed (the first that
-    /// answers), which forwards it.
+    /// Members gossip their TLS RESP address too (`SHOAL RING` names it
+    /// as `tls`), so a TLS client routes by key like a plain one, to each
+    /// primary's TLS port. Members that do not report one (no
+    /// `tls-listen`, an older build) are reached through the seeds, which
+    /// forward.
     pub fn tls(mut self, ca: impl AsRef<std::path::Path>) -> Result<Self, Error> {
         let keep = self.tls.as_ref().and_then(|t| t.server_name.clone());
         let mut tls = TlsOptions::from_files(ca.as_ref(), None)?;
@@ -269,9 +272,10 @@ impl Inner {
     /// Every address worth trying, known members first, then seeds.
     fn candidates(&self, view: &View) -> Vec<SocketAddr> {
         let mut out: Vec<SocketAddr> = Vec::new();
-        // Members' gossiped addresses are plain RESP ports: over TLS only
-        // the seeds are reachable.
-        if let Some(ring) = view.ring.as_ref().filter(|_| self.opts.tls.is_none()) {
+        // `view.resp` holds the addresses this client speaks to (TLS ports
+        // over TLS; SHOAL MEMBERS, the legacy fetch, names only plain ones,
+        // so a TLS client using it knows none and goes to the seeds).
+        if let Some(ring) = view.ring.as_ref() {
             for m in ring.members() {
                 if let Some(a) = view.resp.get(m)
                     && !out.contains(a)
@@ -334,7 +338,13 @@ impl Inner {
             if m.in_ring {
                 names.push(name.clone());
             }
-            if let Ok(a) = m.resp.parse::<SocketAddr>() {
+            // Over TLS the member's TLS port is the one to use.
+            let addr = if self.opts.tls.is_some() {
+                &m.tls
+            } else {
+                &m.resp
+            };
+            if let Ok(a) = addr.parse::<SocketAddr>() {
                 resp.insert(name, a);
             }
         }
@@ -394,7 +404,10 @@ impl Inner {
             if row.state != "down" {
                 names.push(name.clone());
             }
-            if let Ok(a) = row.resp.parse::<SocketAddr>() {
+            // SHOAL MEMBERS names plain RESP ports only: useless over TLS.
+            if let Ok(a) = row.resp.parse::<SocketAddr>()
+                && self.opts.tls.is_none()
+            {
                 resp.insert(name, a);
             }
         }
@@ -414,7 +427,7 @@ impl Inner {
 
     /// Where `key` should go: its primary's RESP address, if known.
     fn route(&self, view: &View, key: &[u8]) -> Option<SocketAddr> {
-        if !self.opts.routing || self.opts.tls.is_some() {
+        if !self.opts.routing {
             return self.opts.seeds.first().copied();
         }
         let ring = view.ring.as_ref()?;
@@ -498,6 +511,8 @@ struct RingMember {
     name: String,
     /// RESP address or `-`.
     resp: String,
+    /// TLS RESP address or `-` (none, or a node that does not report it).
+    tls: String,
     /// Whether placement counts it.
     in_ring: bool,
 }
@@ -560,6 +575,7 @@ fn ring_reply(f: &Frame) -> Result<RingReply, Error> {
         members.push(RingMember {
             name: frame_text(field(&m, b"name")).ok_or_else(|| bad("member name"))?,
             resp: frame_text(field(&m, b"resp")).unwrap_or_else(|| "-".into()),
+            tls: frame_text(field(&m, b"tls")).unwrap_or_else(|| "-".into()),
             in_ring: frame_int(field(&m, b"ring")) == Some(1),
         });
     }

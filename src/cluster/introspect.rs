@@ -203,6 +203,7 @@ pub(crate) fn members(router: &Router) -> Vec<MemberRow> {
                 name: name.to_string(),
                 gossip: p.addr.addr,
                 resp: p.resp,
+                tls: p.tls,
                 state: state_name(p.state),
                 primary: own.primary,
                 replica: own.secondary,

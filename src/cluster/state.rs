@@ -27,6 +27,8 @@ pub struct Peer {
     pub addr: PeerAddr,
     /// Its RESP address, once its metadata arrived.
     pub resp: Option<SocketAddr>,
+    /// Its TLS RESP address (`tls-listen`), once its metadata arrived.
+    pub tls: Option<SocketAddr>,
     /// Its state in our view.
     pub state: MemberState,
     /// Whether it reported holding every partition it owns.
@@ -105,6 +107,7 @@ impl ClusterState {
                         .as_ref()
                         .map(|meta| meta.resp_addr)
                         .filter(|a| a.port() != 0),
+                    tls: m.meta.as_ref().and_then(|meta| meta.tls_addr),
                     state: m.state,
                     ready: m.meta.as_ref().is_some_and(|meta| meta.ready),
                 };

@@ -6,6 +6,15 @@
 //! every member, and the foca [`BroadcastHandler`] that disseminates
 //! records as custom broadcasts.
 //!
+//! # Wire compatibility: the extension
+//! Fields added after protocol version 1 shipped (the TLS RESP address)
+//! travel in a [`MetaExt`] *after* the record (a broadcast item: the
+//! record's bytes, then the extension's; a push-pull chunk: the whole
+//! `SyncMessage`, then one extension per record, see
+//! [`encode_ext_list`]). postcard ignores trailing bytes, so a node of an
+//! earlier build reads the record and skips the extension, and a node of
+//! this build reads a record without one as "no extension".
+//!
 //! # What it must not do
 //! It decides nothing about admission (a member with another P is shown
 //! with its metadata; the cluster layer decides what to do). It never
@@ -41,6 +50,11 @@ pub struct NodeMeta {
     pub protocol: u16,
     /// Whether the node holds every partition it is responsible for.
     pub ready: bool,
+    /// Where TLS clients reach the node (`tls-listen`), if it listens.
+    /// Carried in the [`MetaExt`] after the record, not in it (see the
+    /// module docs).
+    #[serde(skip)]
+    pub tls_addr: Option<SocketAddr>,
 }
 
 impl NodeMeta {
@@ -55,7 +69,79 @@ impl NodeMeta {
             cluster,
             protocol: PROTOCOL_VERSION,
             ready: false,
+            tls_addr: None,
         }
+    }
+}
+
+/// Metadata added after protocol version 1, sent after a [`MetaRecord`]
+/// (see the module docs). A variant per layout: a later build adds one, and
+/// an older reader that cannot decode it ignores the extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaExt {
+    /// The first extension.
+    V1 {
+        /// See [`NodeMeta::tls_addr`].
+        tls_addr: Option<SocketAddr>,
+    },
+}
+
+impl MetaExt {
+    /// The extension of `meta`.
+    fn of(meta: &NodeMeta) -> MetaExt {
+        MetaExt::V1 {
+            tls_addr: meta.tls_addr,
+        }
+    }
+
+    /// Copy what the extension carries into `meta`.
+    fn apply(self, meta: &mut NodeMeta) {
+        match self {
+            MetaExt::V1 { tls_addr } => meta.tls_addr = tls_addr,
+        }
+    }
+}
+
+/// A record as a broadcast item: the record, then its extension.
+pub fn encode_record(rec: &MetaRecord) -> Result<Vec<u8>, postcard::Error> {
+    let bytes = postcard::to_stdvec(rec)?;
+    postcard::to_extend(&MetaExt::of(&rec.meta), bytes)
+}
+
+/// A broadcast item as a record: an extension that is missing (an older
+/// sender) or undecodable (a newer one) leaves the added fields unset.
+pub fn decode_record(data: &[u8]) -> Result<MetaRecord, postcard::Error> {
+    let (mut rec, rest): (MetaRecord, &[u8]) = postcard::take_from_bytes(data)?;
+    if let Ok(ext) = postcard::from_bytes::<MetaExt>(rest) {
+        ext.apply(&mut rec.meta);
+    }
+    Ok(rec)
+}
+
+/// The extensions of `metas`, in order, to follow a push-pull chunk that
+/// carries them.
+pub fn encode_ext_list(metas: &[MetaRecord]) -> Vec<u8> {
+    let exts: Vec<MetaExt> = metas.iter().map(|r| MetaExt::of(&r.meta)).collect();
+    postcard::to_stdvec(&exts).unwrap_or_default()
+}
+
+/// Encoded size of one record's extension in a list (for chunk budgets).
+pub fn ext_size(rec: &MetaRecord) -> usize {
+    postcard::experimental::serialized_size(&MetaExt::of(&rec.meta)).unwrap_or(0)
+}
+
+/// Apply the extension list that followed a push-pull chunk (`rest`) to
+/// its records; a missing or undecodable list (older or newer sender), or
+/// one of another length, changes nothing.
+pub fn apply_ext_list(metas: &mut [MetaRecord], rest: &[u8]) {
+    let Ok(exts) = postcard::from_bytes::<Vec<MetaExt>>(rest) else {
+        return;
+    };
+    if exts.len() != metas.len() {
+        return;
+    }
+    for (rec, ext) in metas.iter_mut().zip(exts) {
+        ext.apply(&mut rec.meta);
     }
 }
 
@@ -204,7 +290,7 @@ impl BroadcastHandler<NodeIdentity> for MetaHandler {
         data: &[u8],
         sender: Option<&NodeIdentity>,
     ) -> Result<Option<MetaKey>, MetaError> {
-        let rec: MetaRecord = postcard::from_bytes(data)?;
+        let rec = decode_record(data)?;
         if !record_is_acceptable(&rec, &self.cluster) {
             self.stats.meta_rejected.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
@@ -266,6 +352,71 @@ mod tests {
         assert!(h.receive_item(&bytes, None).expect("ok").is_none());
         assert_eq!(h.stats.meta_rejected.load(Ordering::Relaxed), 1);
         assert!(t.records().is_empty());
+    }
+
+    /// The record layout of protocol version 1 before the extension.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OldMeta {
+        resp_addr: SocketAddr,
+        admin_addr: Option<SocketAddr>,
+        partitions: u32,
+        replicas: u32,
+        cluster: ClusterId,
+        protocol: u16,
+        ready: bool,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OldRecord {
+        node: NodeName,
+        generation: Generation,
+        version: u64,
+        meta: OldMeta,
+    }
+
+    fn with_tls(node: &str) -> MetaRecord {
+        let mut rec = record(node, 1, 1);
+        rec.meta.tls_addr = Some(SocketAddr::from(([10, 0, 0, 1], 6380)));
+        rec
+    }
+
+    #[test]
+    fn the_tls_address_travels_in_a_broadcast() {
+        let rec = with_tls("a");
+        let bytes = encode_record(&rec).expect("encode");
+        assert_eq!(decode_record(&bytes).expect("decode"), rec);
+    }
+
+    #[test]
+    fn an_older_node_reads_a_new_broadcast_and_a_new_node_an_old_one() {
+        let rec = with_tls("a");
+        let bytes = encode_record(&rec).expect("encode");
+        let old: OldRecord = postcard::from_bytes(&bytes).expect("old layout reads it");
+        assert_eq!(old.meta.resp_addr, rec.meta.resp_addr);
+        assert!(old.meta.ready == rec.meta.ready && old.version == 1);
+        let old_bytes = postcard::to_stdvec(&old).expect("encode");
+        let read = decode_record(&old_bytes).expect("new layout reads an old record");
+        assert_eq!(read.meta.tls_addr, None);
+        assert_eq!(read.meta.resp_addr, rec.meta.resp_addr);
+    }
+
+    #[test]
+    fn extension_lists_follow_a_chunk_and_tolerate_old_senders() {
+        let recs = vec![with_tls("a"), record("b", 1, 1)];
+        let mut bytes = postcard::to_stdvec(&recs).expect("encode");
+        bytes.extend(encode_ext_list(&recs));
+        // An older reader: the records, the list ignored.
+        let old: Vec<OldRecord> = postcard::from_bytes(&bytes).expect("old layout");
+        assert_eq!(old.len(), 2);
+        // This build: the records, then the list applied.
+        let (mut read, rest): (Vec<MetaRecord>, &[u8]) =
+            postcard::take_from_bytes(&bytes).expect("decode");
+        apply_ext_list(&mut read, rest);
+        assert_eq!(read, recs);
+        // An older sender: no list, nothing applied.
+        let mut plain = vec![record("a", 1, 1)];
+        apply_ext_list(&mut plain, &[]);
+        assert_eq!(plain[0].meta.tls_addr, None);
     }
 
     #[test]

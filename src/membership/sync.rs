@@ -13,7 +13,7 @@ use foca::Member;
 use serde::{Deserialize, Serialize};
 
 use super::identity::NodeIdentity;
-use super::meta::MetaRecord;
+use super::meta::{MetaRecord, apply_ext_list, encode_ext_list, ext_size};
 
 /// One chunk of a sync.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,8 +29,17 @@ pub struct SyncMessage {
     pub metas: Vec<MetaRecord>,
 }
 
-/// Bytes reserved in a chunk for the vector lengths and the reply flag.
-const FRAMING: usize = 8;
+/// Bytes reserved in a chunk for the vector lengths and the reply flag
+/// (and the length of the metadata extension list that follows it).
+const FRAMING: usize = 8 + 3;
+
+/// A chunk as received: the message, then (from senders of this build)
+/// the extensions of its metadata records (`meta::encode_ext_list`).
+pub fn decode(body: &[u8]) -> Result<SyncMessage, postcard::Error> {
+    let (mut msg, rest): (SyncMessage, &[u8]) = postcard::take_from_bytes(body)?;
+    apply_ext_list(&mut msg.metas, rest);
+    Ok(msg)
+}
 
 /// Encoded size of `v` (0 if it cannot be encoded, which a plain data type
 /// never fails).
@@ -59,7 +68,8 @@ pub fn encode_chunks(
     let mut used = base;
     let mut flush = |cur: &mut SyncMessage, used: &mut usize| {
         if !cur.members.is_empty() || !cur.metas.is_empty() {
-            if let Ok(bytes) = postcard::to_stdvec(&*cur) {
+            if let Ok(mut bytes) = postcard::to_stdvec(&*cur) {
+                bytes.extend(encode_ext_list(&cur.metas));
                 out.push(bytes);
             }
             cur.members.clear();
@@ -80,7 +90,7 @@ pub fn encode_chunks(
         cur.members.push(m);
     }
     for r in metas {
-        let sz = size_of(&r);
+        let sz = size_of(&r) + ext_size(&r);
         if base + sz > budget {
             continue;
         }
@@ -136,7 +146,7 @@ mod tests {
         let mut got_metas = Vec::new();
         for (i, c) in chunks.iter().enumerate() {
             assert!(c.len() <= 1000, "chunk {i} is {} bytes", c.len());
-            let msg: SyncMessage = postcard::from_bytes(c).expect("decode");
+            let msg: SyncMessage = decode(c).expect("decode");
             assert_eq!(msg.reply, i == 0, "only the first chunk asks for a reply");
             got_members.extend(msg.members);
             got_metas.extend(msg.metas);

@@ -36,6 +36,8 @@ pub struct MemberRow {
     pub gossip: SocketAddr,
     /// RESP address, once known.
     pub resp: Option<SocketAddr>,
+    /// TLS RESP address (`tls-listen`), once known.
+    pub tls: Option<SocketAddr>,
     /// `alive`, `suspect` or `down`.
     pub state: &'static str,
     /// Partitions this member is primary for in our ring.

@@ -78,7 +78,7 @@ impl MembershipTask {
 
     /// A sync chunk: only from a current member, about our cluster.
     pub(super) fn on_sync(&mut self, d: &InboundDatagram, body: &[u8]) {
-        let msg: SyncMessage = match postcard::from_bytes(body) {
+        let msg: SyncMessage = match crate::membership::sync::decode(body) {
             Ok(m) => m,
             Err(e) => return self.reject(Rejection::Sync, d, &e),
         };

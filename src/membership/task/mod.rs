@@ -475,7 +475,7 @@ impl MembershipTask {
 
     /// Store our record and queue it as a custom broadcast.
     fn publish_own_meta(&mut self) -> Result<(), MembershipError> {
-        let bytes = postcard::to_stdvec(&self.own_meta).map_err(MembershipError::Encode)?;
+        let bytes = super::meta::encode_record(&self.own_meta).map_err(MembershipError::Encode)?;
         self.table.offer(&self.own_meta);
         self.foca
             .add_broadcast(&bytes)

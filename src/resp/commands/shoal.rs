@@ -20,8 +20,9 @@
 //! - `SHOAL RING`: what a client needs to compute placement itself:
 //!   `partitions` (P), `replicas` (R), `placement` and `key_hash` (the
 //!   algorithms, named below), `hash_seed`, the ring `digest` (16 hex
-//!   digits) and `members`, each `name`, `resp` address, `state` and `ring`
-//!   (1 when placement counts it). A map in RESP3, a flat field/value array
+//!   digits) and `members`, each `name`, `resp` address, `tls` address
+//!   (`tls-listen`; `-` when it has none or it is not known yet), `state`
+//!   and `ring` (1 when placement counts it). A map in RESP3, a flat field/value array
 //!   in RESP2.
 //!
 //! # Placement, as `SHOAL RING` names it
@@ -270,16 +271,19 @@ fn ring(shared: &Shared, reply: &mut Reply<'_>) {
     let info = hook
         .and_then(|h| h.ring_info())
         .unwrap_or_else(|| standalone_ring(shared));
-    let rows: Vec<(String, String, &str)> = match hook {
+    let addr = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "-".into(), |a| a.to_string());
+    let rows: Vec<(String, String, String, &str)> = match hook {
         Some(h) => h
             .members()
             .into_iter()
-            .map(|r| {
-                let resp = r.resp.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-                (r.name, resp, r.state)
-            })
+            .map(|r| (r.name, addr(r.resp), addr(r.tls), r.state))
             .collect(),
-        None => vec![("standalone".into(), shared.local_addr.to_string(), "alive")],
+        None => vec![(
+            "standalone".into(),
+            shared.local_addr.to_string(),
+            "-".into(),
+            "alive",
+        )],
     };
     reply.map(7);
     reply.bulk(b"partitions");
@@ -296,13 +300,15 @@ fn ring(shared: &Shared, reply: &mut Reply<'_>) {
     reply.bulk(format!("{:016x}", info.digest).as_bytes());
     reply.bulk(b"members");
     reply.array(rows.len());
-    for (name, resp, state) in rows {
+    for (name, resp, tls, state) in rows {
         let in_ring = info.ring_members.contains(&name);
-        reply.map(4);
+        reply.map(5);
         reply.bulk(b"name");
         reply.bulk(name.as_bytes());
         reply.bulk(b"resp");
         reply.bulk(resp.as_bytes());
+        reply.bulk(b"tls");
+        reply.bulk(tls.as_bytes());
         reply.bulk(b"state");
         reply.bulk(state.as_bytes());
         reply.bulk(b"ring");
