@@ -1,5 +1,6 @@
 //! Ring build and rebalance-plan cost: the DESIGN asks for single-digit
-//! milliseconds at 100 members x 4096 partitions.
+//! milliseconds at 100 members x 4096 partitions; a view change updates
+//! the previous ring instead (`Ring::with_members`).
 
 use std::hint::black_box;
 
@@ -26,6 +27,26 @@ fn build(c: &mut Criterion) {
     group.finish();
 }
 
+/// Deriving the next ring from the previous one (what a node does on each
+/// view change): one join and one departure at 100 members.
+fn update(c: &mut Criterion) {
+    let m = members(101);
+    let (Ok(hundred), Ok(hundred_one)) = (
+        Ring::new(m[..100].to_vec(), 4096, 2),
+        Ring::new(m.clone(), 4096, 2),
+    ) else {
+        return;
+    };
+    let mut group = c.benchmark_group("ring_update");
+    group.bench_function("join_100_to_101_r2", |b| {
+        b.iter(|| black_box(&hundred).with_members(black_box(m.iter().cloned())))
+    });
+    group.bench_function("leave_101_to_100_r2", |b| {
+        b.iter(|| black_box(&hundred_one).with_members(black_box(m[..100].iter().cloned())))
+    });
+    group.finish();
+}
+
 fn rebalance_plan(c: &mut Criterion) {
     let m = members(101);
     let (Ok(old), Ok(new)) = (
@@ -39,5 +60,5 @@ fn rebalance_plan(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, build, rebalance_plan);
+criterion_group!(benches, build, update, rebalance_plan);
 criterion_main!(benches);

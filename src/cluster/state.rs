@@ -71,7 +71,9 @@ impl ClusterState {
     /// Like [`from_view`](Self::from_view), but keeps `previous` when the
     /// active member set is unchanged: most view changes (a suspicion, a
     /// refutation, new metadata) do not move a single partition, and a
-    /// rebuild costs milliseconds at a hundred members.
+    /// rebuild costs milliseconds at a hundred members. When the set did
+    /// change, `previous` is updated rather than rebuilt
+    /// ([`Ring::with_members`]).
     pub fn from_view_reusing(
         me: &NodeName,
         view: &View,
@@ -86,6 +88,14 @@ impl ClusterState {
         }
         let ring = match previous {
             Some(prev) if prev.members() == names.as_slice() => prev.clone(),
+            // Same P and R: update the previous ring (only the partitions a
+            // joiner or leaver ranks in are touched; same result).
+            Some(prev)
+                if prev.partitions() == partitions.max(1)
+                    && prev.replication() == replicas.max(1) =>
+            {
+                Arc::new(prev.with_members(names))
+            }
             _ => Arc::new(build_ring(names, partitions, replicas)),
         };
         let mut peers = HashMap::new();

@@ -370,3 +370,111 @@ proptest! {
         }
     }
 }
+
+/// Asserts that `got` is the same ring as `want` in every observable way
+/// (and in its ranked slots, which the next update builds on).
+fn assert_same_ring(got: &Ring, want: &Ring) {
+    assert_eq!(got.members(), want.members());
+    assert_eq!(got.digest(), want.digest());
+    assert_eq!(got.ranks, want.ranks);
+    for p in want.partition_ids() {
+        assert_eq!(got.replicas(p), want.replicas(p), "{p}");
+    }
+    for m in want.members() {
+        assert_eq!(got.partitions_of(m), want.partitions_of(m), "{m}");
+    }
+}
+
+#[test]
+fn one_join_at_a_hundred_members_updates_to_the_full_build() {
+    let m = numbered("node-", 101);
+    let before = ring(&m[..100], 4096, 2);
+    assert_same_ring(&before.with_members(m.clone()), &ring(&m, 4096, 2));
+}
+
+#[test]
+fn one_departure_at_a_hundred_members_updates_to_the_full_build() {
+    let m = numbered("node-", 100);
+    let before = ring(&m, 4096, 3);
+    let rest: Vec<NodeName> = m
+        .iter()
+        .filter(|n| n.as_str() != "node-42")
+        .cloned()
+        .collect();
+    assert_same_ring(&before.with_members(rest.clone()), &ring(&rest, 4096, 3));
+}
+
+#[test]
+fn crossing_the_replication_factor_updates_to_the_full_build() {
+    let m = numbered("n", 4);
+    let small = ring(&m[..2], 64, 3);
+    let grown = small.with_members(m.clone());
+    assert_same_ring(&grown, &ring(&m, 64, 3));
+    assert_same_ring(&grown.with_members(m[..1].to_vec()), &ring(&m[..1], 64, 3));
+    assert_same_ring(&grown.with_members(Vec::new()), &ring(&[], 64, 3));
+}
+
+#[test]
+fn equal_weights_rank_by_name_in_updates_too() {
+    // Two members with one seed tie on every partition: the earlier name
+    // must win whether the tie is met in a full build or in an update.
+    let seeds = [7u64, 7];
+    let mut top = Vec::new();
+    top_by_weight(&seeds, PartitionId(3), 1, &mut top);
+    assert_eq!(top.first().map(|s| s.member), Some(0));
+    let mut updated = vec![Slot {
+        weight: weight(7, PartitionId(3)),
+        member: 1,
+    }];
+    insert_ranked(
+        &mut updated,
+        1,
+        Slot {
+            weight: weight(7, PartitionId(3)),
+            member: 0,
+        },
+    );
+    assert_eq!(updated, top);
+}
+
+/// One step of a membership history: a member joins (or, if present,
+/// leaves); the name comes from a small pool so both happen often.
+fn history() -> impl Strategy<Value = (Vec<NodeName>, Vec<Vec<usize>>)> {
+    (
+        prop::collection::btree_set("[a-z0-9:.-]{1,10}", 1..24)
+            .prop_map(|s| s.into_iter().map(NodeName::new).collect::<Vec<_>>()),
+        prop::collection::vec(prop::collection::vec(0usize..24, 1..4), 1..12),
+    )
+}
+
+proptest! {
+    #[test]
+    fn updates_through_any_join_and_departure_sequence_equal_full_builds(
+        (pool, steps) in history(), p in 1u32..300, r in 1u32..5,
+    ) {
+        let mut current: BTreeSet<NodeName> = BTreeSet::new();
+        let mut ring_now = ring(&[], p, r);
+        for step in steps {
+            // Each step toggles one to three members of the pool at once
+            // (a burst of joins and departures seen in one view).
+            for i in step {
+                let name = pool[i % pool.len()].clone();
+                if !current.remove(&name) {
+                    current.insert(name);
+                }
+            }
+            let set: Vec<NodeName> = current.iter().cloned().collect();
+            ring_now = ring_now.with_members(set.clone());
+            let full = ring(&set, p, r);
+            prop_assert_eq!(ring_now.members(), full.members());
+            prop_assert_eq!(ring_now.digest(), full.digest());
+            prop_assert_eq!(&ring_now.ranks, &full.ranks);
+            for id in full.partition_ids() {
+                prop_assert_eq!(ring_now.replicas(id), full.replicas(id));
+            }
+            for m in full.members() {
+                prop_assert_eq!(ring_now.partitions_of(m), full.partitions_of(m));
+            }
+        }
+    }
+}
