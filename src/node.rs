@@ -185,6 +185,8 @@ impl Node {
                 // Stamp no write below a version loaded from the snapshot.
                 let loaded = crate::store::Version(persist.stats.max_loaded_version());
                 let _ = repl.hlc.observe(loaded, now);
+                // Versions are on now: the snapshot's deletes count again.
+                persist.load_tombstones(repl.cfg.tombstone_ttl);
             }
             Some(parts)
         } else {

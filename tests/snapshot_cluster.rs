@@ -100,3 +100,62 @@ async fn a_node_restarted_from_an_older_snapshot_ends_with_the_newer_values() {
     }
     stop(vec![n1, n2]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_saved_in_a_snapshot_survives_a_restart_and_wins_over_an_older_copy() {
+    let pki = Pki::new("shoal");
+    pki.issue("node-1");
+    pki.issue("node-2");
+    let d1 = tempfile::tempdir().expect("tempdir");
+    let d2 = tempfile::tempdir().expect("tempdir");
+    let n1 = Node::start(config(&pki, "node-1", None, d1.path()))
+        .await
+        .expect("node-1 starts");
+    let n2 = Node::start(config(&pki, "node-2", n1.gossip_addr(), d2.path()))
+        .await
+        .expect("node-2 starts");
+    converge(&[n1.clone(), n2.clone()], 2).await;
+    run(&n1, &["SET", "gone", "v"]).await;
+    run(&n1, &["SET", "kept", "v"]).await;
+    assert_eq!(local(&n2, "gone").as_deref(), Some("v"), "replicated");
+
+    // node-2 stops holding "gone"; node-1 deletes it alone and saves.
+    n2.shutdown().await;
+    converge(std::slice::from_ref(&n1), 1).await;
+    run(&n1, &["DEL", "gone"]).await;
+    run(&n1, &["SAVE"]).await;
+    n1.shutdown().await;
+
+    // node-2 comes back first, with its copy; then node-1 from its
+    // snapshot, which holds only the delete of "gone".
+    let n2 = Node::start(config(&pki, "node-2", None, d2.path()))
+        .await
+        .expect("node-2 restarts");
+    assert_eq!(local(&n2, "gone").as_deref(), Some("v"), "the older copy");
+    let n1 = Node::start(config(&pki, "node-1", n2.gossip_addr(), d1.path()))
+        .await
+        .expect("node-1 restarts");
+    let tombs = n1
+        .persistence()
+        .stats
+        .loaded_tombstones
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(tombs, 1, "the snapshot's delete was loaded");
+    converge(&[n1.clone(), n2.clone()], 2).await;
+    let start = Instant::now();
+    loop {
+        let views = [n1.clone(), n2.clone()].map(|n| (local(&n, "gone"), local(&n, "kept")));
+        if views
+            .iter()
+            .all(|(g, k)| g.is_none() && k.as_deref() == Some("v"))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the deleted key came back (or the kept one is missing): {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(vec![n1, n2]).await;
+}

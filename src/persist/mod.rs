@@ -16,7 +16,11 @@
 //! (cluster mode keeps versioned deletes). At load, entries whose expiry
 //! has passed are skipped and the rest are merged through the store's
 //! replica path ([`Store::apply`]), so versions decide: a newer copy that
-//! anti-entropy or a partition sync brings later still wins.
+//! anti-entropy or a partition sync brings later still wins. Tombstones
+//! wait until the store stamps versions (cluster mode turns them on after
+//! the load): [`Persistence::load_tombstones`] applies those still within
+//! the tombstone lifetime, so a key deleted before the save does not come
+//! back from a replica that missed the delete.
 //!
 //! # What it must not do
 //! Hold a partition lock for a whole save (it copies one partition at a
@@ -29,7 +33,7 @@ mod format;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use file::{SNAPSHOT_FILE, snapshot_path};
 pub use format::{
@@ -37,9 +41,10 @@ pub use format::{
     SnapshotHeader, SnapshotWriter, decode_snapshot, encode_snapshot,
 };
 
+use crate::clock::physical;
 use crate::resp::clock::Clock;
 use crate::resp::state::Shared;
-use crate::store::{PartitionId, Store};
+use crate::store::{PartitionId, Record, Store};
 
 /// Why a save or load failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +94,8 @@ pub struct PersistStats {
     pub loaded_expired: AtomicU64,
     /// Snapshots refused at start (torn, corrupt, unreadable).
     pub load_failures: AtomicU64,
+    /// Tombstones loaded from the snapshot at start (cluster mode).
+    pub loaded_tombstones: AtomicU64,
     /// The highest version loaded from the snapshot at start.
     pub max_loaded_version: AtomicU64,
     /// Write commands counted at the last save (for
@@ -149,6 +156,10 @@ pub struct Persistence {
     /// The RESP server's state, whose command counters give the number of
     /// write commands run (`rdb_changes_since_last_save`).
     server: OnceLock<Weak<Shared>>,
+    /// The loaded snapshot's tombstones, kept from the load until
+    /// [`Persistence::load_tombstones`] (the store is not versioned yet
+    /// when the snapshot is loaded).
+    tombstones: Mutex<Vec<Record>>,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -179,6 +190,7 @@ impl Persistence {
             saving: Mutex::new(()),
             bgsave_running: AtomicBool::new(false),
             server: OnceLock::new(),
+            tombstones: Mutex::new(Vec::new()),
         };
         p.stats.last_save_ok.store(true, Ordering::Relaxed);
         p.stats.last_bgsave_ok.store(true, Ordering::Relaxed);
@@ -412,11 +424,14 @@ impl Persistence {
                 r.expired += 1;
                 continue;
             }
-            // Standalone stores keep no tombstones.
+            r.max_version = r.max_version.max(e.version);
             if e.value.is_none() && !versioned {
+                // Not stamping yet: cluster mode turns versions on after
+                // the load and then calls `load_tombstones`; a standalone
+                // node never does (it keeps no tombstones).
+                self.lock_tombstones().push(e.into_record());
                 continue;
             }
-            r.max_version = r.max_version.max(e.version);
             let tomb = e.value.is_none();
             match self.store.apply(&e.into_record(), now) {
                 Ok(true) if tomb => r.tombstones += 1,
@@ -442,6 +457,47 @@ impl Persistence {
             "snapshot loaded"
         );
         r
+    }
+
+    /// Apply the loaded snapshot's tombstones once the store stamps
+    /// versions (cluster mode, after replication is on): those deleted
+    /// less than `lifetime` ago are merged like any replicated delete
+    /// (versions decide), older ones are dropped as their peers' copies
+    /// are. Returns how many changed something. A store without versions
+    /// drops them all.
+    pub fn load_tombstones(&self, lifetime: Duration) -> u64 {
+        let tombs = std::mem::take(&mut *self.lock_tombstones());
+        if tombs.is_empty() || !self.store.is_versioned() {
+            return 0;
+        }
+        let now = (self.clock)();
+        let lifetime = lifetime.as_millis() as u64;
+        let (mut loaded, mut expired) = (0u64, 0u64);
+        for rec in &tombs {
+            if physical(rec.version).0.saturating_add(lifetime) <= now.0 {
+                expired += 1;
+                continue;
+            }
+            match self.store.apply(rec, now) {
+                Ok(true) => loaded += 1,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %err, "snapshot tombstone not loaded"),
+            }
+        }
+        self.stats
+            .loaded_tombstones
+            .store(loaded, Ordering::Relaxed);
+        tracing::info!(
+            tombstones = loaded,
+            expired_skipped = expired,
+            "snapshot tombstones loaded"
+        );
+        loaded
+    }
+
+    /// The kept tombstones; a poisoned lock only means a panic elsewhere.
+    fn lock_tombstones(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
+        self.tombstones.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The INFO `# Persistence` section's fields (without the title).
