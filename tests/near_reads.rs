@@ -92,6 +92,31 @@ async fn a_hot_key_read_through_a_non_owner_is_answered_from_its_near_copy() {
         .expect("SHOAL NEAR");
     let text = format!("{shown:?}");
     assert!(text.contains("hits"), "{text}");
+    // MGET: the held key from its copy, the others read at their owners,
+    // in order.
+    let local = "near-local-key";
+    let _: () = redis::cmd("SET")
+        .arg(local)
+        .arg("here")
+        .query_async(&mut reader)
+        .await
+        .expect("set");
+    let hits = near_stats(&nodes[0]).hits;
+    let got: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&key)
+        .arg(local)
+        .arg(format!("{key}-absent"))
+        .arg(&key)
+        .query_async(&mut reader)
+        .await
+        .expect("mget");
+    let want = [Some("mug"), Some("here"), None, Some("mug")];
+    assert_eq!(got, want.map(|v| v.map(String::from)).to_vec());
+    assert_eq!(
+        near_stats(&nodes[0]).hits,
+        hits + 2,
+        "both copies of the key"
+    );
     // A missing key is answered as missing, and not kept.
     let missing: Option<String> = redis::cmd("GET")
         .arg(format!("{key}-absent"))

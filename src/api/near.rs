@@ -229,6 +229,11 @@ impl Near {
         self.lock().contains_key(key) || self.admits(key)
     }
 
+    /// Whether a copy of `key` is held (fresh or not).
+    pub(crate) fn holds(&self, key: &Bytes) -> bool {
+        self.lock().contains_key(key)
+    }
+
     /// The fresh copy of `key`, without counting the read in the sketch
     /// (the caller did, with [`Near::note_read`]).
     pub(crate) fn lookup(&self, key: &Bytes) -> Option<Bytes> {

@@ -15,6 +15,9 @@
 //!   [`crate::api::exec::Exec::near_read`]), one per key at a time; the
 //!   primary registers the copy until the fill's start plus the TTL and
 //!   invalidates it when the key changes, whoever changed it.
+//! - **MGET.** The keys of an `MGET` that have a fresh copy here (filled
+//!   by `GET`s) are answered from it; the rest go out as one `MGET`, routed
+//!   as usual, and the replies are merged in order.
 //! - **Writes through this node.** Every write command this node routes
 //!   drops the copies of its keys before it runs and again when it is
 //!   done, and spoils fills in flight ([`Near::written`]): a client that
@@ -39,7 +42,7 @@ use super::router::{Plan, Router};
 use crate::api::exec::Exec;
 use crate::api::near::Near;
 use crate::hotkeys::NearResponse;
-use crate::resp::codec::Proto;
+use crate::resp::codec::{Frame, Proto};
 use crate::resp::commands::{CommandSpec, Flag};
 use crate::resp::hook::{Deferred, Routed};
 use crate::resp::reply::Reply;
@@ -58,7 +61,13 @@ fn get_key<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> Option<&'a Bytes> {
 /// through [`route`] (its key is held near, or hot here) instead of being
 /// queued for its owner. Counts the read in the admission sketch.
 pub(crate) fn runs_alone(router: &Router, spec: &CommandSpec, args: &[Bytes]) -> bool {
-    let (Some(near), Some(key)) = (near_of(router), get_key(spec, args)) else {
+    let Some(near) = near_of(router) else {
+        return false;
+    };
+    if spec.name == "mget" {
+        return args.iter().skip(1).any(|k| near.holds(k));
+    }
+    let Some(key) = get_key(spec, args) else {
         return false;
     };
     near.note_read(key);
@@ -147,7 +156,69 @@ pub(crate) fn route(
         let args = args.to_vec();
         return Routed::Deferred(read(router, near, spec, args, key, proto));
     }
+    if spec.name == "mget" && args.iter().skip(1).any(|k| near.holds(k)) {
+        return Routed::Deferred(mget(router, near, args.to_vec(), proto));
+    }
     router.dispatch(spec, args, proto, 0)
+}
+
+/// `MGET`: the keys another node owns that have a fresh copy here are
+/// answered from it, the others are read by one `MGET` routed as usual.
+fn mget(router: Arc<Router>, near: Arc<Near>, args: Vec<Bytes>, proto: Proto) -> Deferred<Bytes> {
+    Box::pin(async move {
+        let st = router.current();
+        let parts = st.ring.partitions();
+        let mut values: Vec<Option<Option<Bytes>>> = args[1..]
+            .iter()
+            .map(|k| {
+                let owner = st.primary(crate::store::partition_of(k, parts));
+                (*owner != st.me)
+                    .then(|| near.lookup(k))
+                    .flatten()
+                    .map(Some)
+            })
+            .collect();
+        let rest: Vec<Bytes> = std::iter::once(args[0].clone())
+            .chain(
+                args[1..]
+                    .iter()
+                    .zip(&values)
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(k, _)| k.clone()),
+            )
+            .collect();
+        if rest.len() > 1 {
+            let Some((_, spec)) = crate::resp::commands::lookup(&rest[0]) else {
+                return router.execute_here(&args, proto);
+            };
+            let bytes = match router.dispatch(spec, &rest, proto, 0) {
+                Routed::Local => router.execute_here(&rest, proto),
+                Routed::Deferred(fut) => fut.await,
+            };
+            let items = match crate::resp::codec::parse_frame(&bytes) {
+                Ok(Some((Frame::Array(items), _))) if items.len() == rest.len() - 1 => items,
+                // An error (or anything unexpected): the client gets it.
+                _ => return bytes,
+            };
+            let mut items = items.into_iter();
+            for slot in values.iter_mut().filter(|v| v.is_none()) {
+                *slot = Some(match items.next() {
+                    Some(Frame::Bulk(b)) => Some(b),
+                    _ => None,
+                });
+            }
+        }
+        let mut out = BytesMut::new();
+        let mut reply = Reply::new(&mut out, proto);
+        reply.array(values.len());
+        for v in values {
+            match v.flatten() {
+                Some(v) => reply.bulk(&v),
+                None => reply.null(),
+            }
+        }
+        out.freeze()
+    })
 }
 
 /// Answer `GET key` from the near copy, or fill it with a watched read at
