@@ -19,8 +19,12 @@ the CPU of each `shoal serve` process during the run (from /proc/PID/stat,
 utime + stime, in % of one core), the owner's first, plus the forwarding
 node's `SHOAL NEAR` counters.
 
+`--keyspace N` adds `-r N` (N random keys, none hot): the cost the near
+cache's bookkeeping adds to cold forwarded reads.
+
 Usage:
     python3 benches/near_bench.py               # 3 rounds, 400k requests per run
+    python3 benches/near_bench.py --keyspace 100000 --modes one   # cold keys
     python3 benches/near_bench.py --quick       # 1 round, 100k requests
     python3 benches/near_bench.py --no-build    # use target/release/shoal as is
 """
@@ -110,10 +114,11 @@ def near_counters(port):
     return dict(zip(out[0::2], out[1::2]))
 
 
-def bench(ports, n, clients):
+def bench(ports, n, clients, keyspace=0):
     """Run redis-benchmark against every port in `ports` at once; total ops/s."""
     procs = [subprocess.Popen(["redis-benchmark", "-h", "127.0.0.1", "-p", str(p), "-t", "get",
-                               "-n", str(n // len(ports)), "-c", str(clients), "-q"],
+                               "-n", str(n // len(ports)), "-c", str(clients), "-q"]
+                              + (["-r", str(keyspace)] if keyspace else []),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for p in ports]
     total = 0.0
@@ -131,7 +136,7 @@ def bench(ports, n, clients):
     return total
 
 
-def one_run(binary, near_on, mode, n, clients, replicas):
+def one_run(binary, near_on, mode, n, clients, replicas, keyspace=0):
     srv = start(binary, near_on, replicas)
     try:
         owner = owner_index(srv)
@@ -141,7 +146,12 @@ def one_run(binary, near_on, mode, n, clients, replicas):
         pids = [p.pid for p in srv.procs]
         before = [cpu_ticks(pid) for pid in pids]
         t0 = time.time()
-        ops = bench(targets, n, clients)
+        if keyspace:
+            # Fill the keys first (through the owner: SETs are not timed).
+            subprocess.run(["redis-benchmark", "-p", str(srv.all_ports[owner]), "-t", "set", "-n",
+                            str(keyspace * 2), "-r", str(keyspace), "-d", "100", "-q"],
+                           capture_output=True, timeout=900)
+        ops = bench(targets, n, clients, keyspace)
         wall = time.time() - t0
         after = [cpu_ticks(pid) for pid in pids]
         cpu = [100.0 * (a - b) / CLK_TCK / wall for a, b in zip(after, before)]
@@ -159,6 +169,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--modes", default="one,all")
+    ap.add_argument("--keyspace", type=int, default=0, help="-r N: random keys instead of one")
     ap.add_argument("--quick", action="store_true", help="100k requests, one round")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "shoal"))
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
@@ -169,7 +180,8 @@ def main():
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "shoal"], cwd=ROOT, check=True)
     print(f"cores: {os.cpu_count()}; load average at start: {os.getloadavg()}; R = {args.replicas}; "
-          f"redis-benchmark -t get -n {args.requests} -c {args.clients} (no -r: one key, {KEY})", flush=True)
+          f"redis-benchmark -t get -n {args.requests} -c {args.clients} "
+          f"{f'-r {args.keyspace}' if args.keyspace else f'(no -r: one key, {KEY})'}", flush=True)
     modes = args.modes.split(",")
     results = {}
     for rnd in range(args.rounds):
@@ -177,7 +189,7 @@ def main():
         for mode in modes:
             for near_on in order:
                 ops, own_cpu, other_cpu, owner, near, fwd = one_run(
-                    args.binary, near_on, mode, args.requests, args.clients, args.replicas)
+                    args.binary, near_on, mode, args.requests, args.clients, args.replicas, args.keyspace)
                 results.setdefault((mode, near_on), []).append((ops, own_cpu, sum(other_cpu)))
                 print(f"round {rnd + 1} {mode:3} near {'on ' if near_on else 'off'}: {ops:>10,.0f} ops/s; "
                       f"owner node-{owner + 1} CPU {own_cpu:5.1f}%, others "
