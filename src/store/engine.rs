@@ -475,9 +475,18 @@ impl Store {
         Some(part.slots[slot as usize].cost() as usize)
     }
 
-    /// Counters and gauges for INFO and metrics.
+    /// Counters and gauges for INFO and metrics. `used_memory` includes
+    /// the FIFO/S3-FIFO queues' and ghost's memory.
     pub fn stats(&self) -> StoreStats {
-        self.counters.snapshot()
+        let mut s = self.counters.snapshot();
+        s.used_memory += self.queues.bytes();
+        s
+    }
+
+    /// Bytes counted against `maxmemory`: entries, eviction marks,
+    /// tombstones, and the eviction queues.
+    pub(super) fn used(&self) -> u64 {
+        self.counters.used() + self.queues.bytes()
     }
 
     /// The current memory limit (0 = unlimited).

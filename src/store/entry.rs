@@ -34,6 +34,26 @@ pub(crate) fn entry_cost(key_len: usize, value_len: usize) -> u64 {
     malloc_block(key_len + value_len) + ENTRY_OVERHEAD
 }
 
+/// Bytes a hashbrown table with room for `capacity` entries of `entry`
+/// bytes takes (its buckets, a control byte each and a trailing group).
+pub(crate) fn table_bytes(capacity: usize, entry: usize) -> u64 {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    malloc_block(buckets * (entry + 1) + 16)
+}
+
+/// Bytes a `VecDeque`/`Vec` with room for `capacity` items of `item` bytes
+/// takes.
+pub(crate) fn vec_bytes(capacity: usize, item: usize) -> u64 {
+    malloc_block(capacity * item)
+}
+
 /// What glibc malloc takes for an `n`-byte block: an 8-byte chunk header,
 /// 16-byte granularity, 32-byte minimum (0 for no allocation).
 pub(crate) fn malloc_block(n: usize) -> u64 {

@@ -48,7 +48,7 @@ use std::sync::atomic::Ordering;
 
 use super::counters::Delta;
 use super::engine::Store;
-use super::entry::malloc_block;
+use super::entry::{malloc_block, table_bytes};
 use super::partition::{Partition, Tomb};
 
 /// Marks may take 1/`MARK_SHARE` of `maxmemory`.
@@ -110,20 +110,6 @@ pub(crate) struct Marks {
     lossy_since: u64,
     /// The real digest was taken since the last lossy window ended.
     compared: bool,
-}
-
-/// Bytes a hashbrown table of `capacity` entries of `entry` bytes takes.
-fn table_bytes(capacity: usize, entry: usize) -> u64 {
-    if capacity == 0 {
-        return 0;
-    }
-    let buckets = if capacity < 8 {
-        (capacity + 1).next_power_of_two()
-    } else {
-        (capacity * 8 / 7).next_power_of_two()
-    };
-    // A control byte a bucket plus one group of trailing control bytes.
-    malloc_block(buckets * (entry + 1) + 16)
 }
 
 /// Longest the ring of a partition with at most `cap` marks gets before
@@ -449,8 +435,8 @@ mod tests {
         assert_eq!(st.lossy_partitions, 4, "every partition forgot marks");
         assert_eq!(
             s.stats().used_memory,
-            entries_bytes(&s) + st.bytes,
-            "marks are charged to used_memory"
+            entries_bytes(&s) + st.bytes + s.queues.bytes(),
+            "marks (and the eviction queues) are charged to used_memory"
         );
         assert!(s.stats().used_memory <= 256 * 1024);
         let big = versioned(4096, 64 << 20);

@@ -364,7 +364,7 @@ impl Store {
         match &rec.body {
             Body::Value { value, .. } if max > 0 => {
                 let cost = entry_cost(rec.key.len(), value.len());
-                self.counters.used().saturating_add(cost) > max
+                self.used().saturating_add(cost) > max
             }
             _ => false,
         }

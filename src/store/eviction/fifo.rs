@@ -16,6 +16,11 @@
 //! Shards spread the eviction work and the locks; each shard's queues hold
 //! about 1/16 of the keys, far more than the per-partition share.
 //!
+//! The queues' and the ghost's memory (their capacities: 8 bytes a queue
+//! item, a ghost hash in the ring and in the count table) is published per
+//! shard ([`Queues::bytes`]) and counts in `used_memory`, so eviction
+//! starts before the queues push RSS past `maxmemory`.
+//!
 //! # What it must not do
 //! Block on a partition lock, or evict the slot the writer protects.
 
@@ -29,7 +34,7 @@ use super::meta::FREQ_MAX;
 use super::{Held, with_part};
 use crate::store::counters::Removal;
 use crate::store::engine::Store;
-use crate::store::entry::{FREE, TOMB};
+use crate::store::entry::{FREE, TOMB, table_bytes, vec_bytes};
 use crate::store::types::StoreError;
 
 /// Number of queue shards.
@@ -77,6 +82,11 @@ pub(crate) struct Queues {
     /// Items queued per shard (small + main, stale ones included), so
     /// eviction can pick the fullest shard without locking them all.
     lens: Box<[AtomicUsize]>,
+    /// Bytes each shard's queues and ghost take (their capacities).
+    bytes: Box<[AtomicUsize]>,
+    /// Bytes each shard's queues may grow by on the next push (a full
+    /// `VecDeque` doubles).
+    headroom: Box<[AtomicUsize]>,
 }
 
 impl Default for Queues {
@@ -84,6 +94,8 @@ impl Default for Queues {
         Queues {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             lens: (0..SHARDS).map(|_| AtomicUsize::new(0)).collect(),
+            bytes: (0..SHARDS).map(|_| AtomicUsize::new(0)).collect(),
+            headroom: (0..SHARDS).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
 }
@@ -100,12 +112,31 @@ impl Queues {
         for i in 0..SHARDS {
             *self.shard(i) = Shard::default();
             self.lens[i].store(0, Ordering::Relaxed);
+            self.bytes[i].store(0, Ordering::Relaxed);
+            self.headroom[i].store(0, Ordering::Relaxed);
         }
     }
 
-    /// Publish shard `i`'s length after a change.
+    /// Publish shard `i`'s length and bytes after a change.
     fn publish(&self, i: usize, sh: &Shard) {
         self.lens[i % SHARDS].store(sh.small.len() + sh.main.len(), Ordering::Relaxed);
+        self.bytes[i % SHARDS].store(sh.bytes() as usize, Ordering::Relaxed);
+        self.headroom[i % SHARDS].store(sh.headroom() as usize, Ordering::Relaxed);
+    }
+
+    /// Bytes the queues of partition `pid`'s shard may grow by when its
+    /// next key is queued: eviction makes room for them beforehand, so a
+    /// write leaves `used_memory` under the limit.
+    pub(crate) fn headroom(&self, pid: u32) -> u64 {
+        self.headroom[pid as usize % SHARDS].load(Ordering::Relaxed) as u64
+    }
+
+    /// Bytes all queues and ghosts take now.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed) as u64)
+            .sum()
     }
 
     /// Shards, fullest first: evicting from the fullest keeps every shard's
@@ -149,6 +180,7 @@ impl Queues {
             for i in self.by_size() {
                 let mut sh = self.shard(i);
                 let outcome = sh.evict(store, held, s3);
+                sh.shrink_if_sparse();
                 self.publish(i, &sh);
                 drop(sh);
                 match outcome {
@@ -177,6 +209,38 @@ enum Slot {
 }
 
 impl Shard {
+    /// Bytes this shard's queues and ghost take (their capacities).
+    fn bytes(&self) -> u64 {
+        let item = std::mem::size_of::<Item>();
+        vec_bytes(self.small.capacity(), item)
+            + vec_bytes(self.main.capacity(), item)
+            + vec_bytes(self.ghost_order.capacity(), 8)
+            + table_bytes(self.ghost.capacity(), std::mem::size_of::<(u64, u32)>())
+    }
+
+    /// Bytes the next push may add (a full queue doubles, an empty one
+    /// allocates 4 items).
+    fn headroom(&self) -> u64 {
+        let grow = |q: &VecDeque<Item>| {
+            if q.len() == q.capacity() {
+                vec_bytes(q.capacity().max(4) * 2, std::mem::size_of::<Item>())
+            } else {
+                0
+            }
+        };
+        grow(&self.small).max(grow(&self.main))
+    }
+
+    /// Give back queue memory once most of it is unused (after a flush
+    /// of keys or a lower limit), so the charge follows the keys down.
+    fn shrink_if_sparse(&mut self) {
+        for q in [&mut self.small, &mut self.main] {
+            if q.capacity() > 4 * q.len() + 64 {
+                q.shrink_to(2 * q.len());
+            }
+        }
+    }
+
     fn evict(&mut self, store: &Store, held: &mut Held<'_>, s3: bool) -> Outcome {
         let limit = (self.small.len() + self.main.len()) * (FREQ_MAX as usize + 2) + 4;
         for _ in 0..limit {

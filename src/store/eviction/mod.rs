@@ -74,9 +74,14 @@ pub(crate) fn make_room(
     need: u64,
     now: u64,
 ) -> Result<(), StoreError> {
+    let need = if store.is_tracking() {
+        need + store.queues.headroom(held.pid)
+    } else {
+        need
+    };
     for _ in 0..MAX_VICTIMS {
         let max = store.maxmemory();
-        if max == 0 || store.counters.used().saturating_add(need) <= max {
+        if max == 0 || store.used().saturating_add(need) <= max {
             return Ok(());
         }
         let policy = store.policy();
