@@ -4,6 +4,7 @@
 //! `INFO`; see `cli_status_resp.rs`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,9 +20,22 @@ pub struct StatusArgs {
     #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_ADMIN)]
     admin: SocketAddr,
     /// RESP address of any node: build the table from `SHOAL MEMBERS` and
-    /// `INFO` instead of the admin endpoint (readiness is not shown then).
+    /// `INFO` instead of the admin endpoint.
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "admin")]
     connect: Option<String>,
+    /// Speak TLS to `--connect` (a node's `tls-listen` port) and to the
+    /// members' TLS RESP ports, as `redis-cli --tls`.
+    #[arg(long, requires = "connect", requires = "cacert")]
+    tls: bool,
+    /// CA certificate (PEM) the nodes' TLS certificates are checked with.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    cacert: Option<PathBuf>,
+    /// Client certificate (PEM), for nodes started with `tls-client-ca`.
+    #[arg(long, value_name = "FILE", requires = "tls", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls", requires = "cert")]
+    key: Option<PathBuf>,
     /// Password for `--connect` (AUTH), if the nodes require one.
     #[arg(
         long,
@@ -60,12 +74,24 @@ pub async fn status(args: StatusArgs) -> Result<()> {
 async fn render_from(args: &StatusArgs) -> Result<String> {
     match &args.connect {
         Some(addr) => {
-            let (cluster, stats) =
-                crate::cli_status_resp::fetch(addr, args.pass.as_deref()).await?;
-            Ok(render(&cluster, &stats, false))
+            let access = crate::cli_status_resp::Access {
+                pass: args.pass.clone(),
+                tls: tls(args)?,
+            };
+            let (cluster, stats) = crate::cli_status_resp::fetch(addr, &access).await?;
+            Ok(render(&cluster, &stats))
         }
         None => render_once(args.admin).await,
     }
+}
+
+/// The TLS client `--tls --cacert [--cert --key]` ask for, if any.
+fn tls(args: &StatusArgs) -> Result<Option<tokio_rustls::TlsConnector>> {
+    let Some(ca) = args.cacert.as_deref().filter(|_| args.tls) else {
+        return Ok(None);
+    };
+    let client = args.cert.as_deref().zip(args.key.as_deref());
+    crate::cli_status_resp::tls_connector(ca, client).map(Some)
 }
 
 /// Fetch everything and render the table.
@@ -79,7 +105,7 @@ async fn render_once(admin: SocketAddr) -> Result<String> {
         .cloned()
         .map(|m| member_stats(admin, m));
     let stats = futures_join(fetches).await;
-    Ok(render(&cluster, &stats, true))
+    Ok(render(&cluster, &stats))
 }
 
 /// A member's `/stats`, if it runs an admin endpoint and answers.
@@ -127,9 +153,8 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The table; `ready_known`: the members' readiness is known (the admin
-/// endpoint reports it; RESP does not).
-pub(crate) fn render(c: &ClusterJson, stats: &[Option<StatsJson>], ready_known: bool) -> String {
+/// The table.
+pub(crate) fn render(c: &ClusterJson, stats: &[Option<StatsJson>]) -> String {
     let mut rows = vec![
         [
             "MEMBER", "STATE", "PRIMARY", "REPLICA", "KEYS", "MEMORY", "HIT%", "OPS/S", "READY",
@@ -157,12 +182,7 @@ pub(crate) fn render(c: &ClusterJson, stats: &[Option<StatsJson>], ready_known: 
             s.as_ref()
                 .map_or_else(dash, |s| format!("{:.1}", 100.0 * s.hit_ratio)),
             s.as_ref().map_or_else(dash, |s| s.ops_per_sec.to_string()),
-            (match (ready_known, m.ready) {
-                (false, _) => "-",
-                (true, true) => "yes",
-                (true, false) => "no",
-            })
-            .to_string(),
+            if m.ready { "yes" } else { "no" }.to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..9)

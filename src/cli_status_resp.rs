@@ -1,69 +1,162 @@
 //! `shoal status --connect HOST:PORT`: the status table's data read over
 //! RESP: `SHOAL MEMBERS` and `INFO` from the node asked, then `INFO` from
 //! every member that is not down (its `cluster_local_keys`, memory, hits,
-//! ops/s). A minimal RESP client (one connection per node, pipelined
-//! commands, replies parsed by the library's frame parser).
+//! ops/s, readiness from `cluster_ready`). A minimal RESP client (one
+//! connection per node, pipelined commands, replies parsed by the
+//! library's frame parser), over TLS with `--tls` as `redis-cli --tls
+//! --cacert F [--cert F --key F]`: then members are asked on the TLS RESP
+//! address they gossip (`tls` in `SHOAL MEMBERS`).
 //!
 //! Must not write anything: every command it sends is a read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::{Bytes, BytesMut};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use shoal::admin::{ClusterJson, MemberJson, StatsJson};
 use shoal::resp::codec::{Frame, parse_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// How long one node may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest reply buffered (INFO and SHOAL MEMBERS are small).
 const MAX_REPLY: usize = 16 * 1024 * 1024;
 
-/// The cluster and each member's numbers, in the shape the admin endpoint
-/// gives them (readiness unknown: `ready` is false throughout).
-pub async fn fetch(
-    addr: &str,
-    pass: Option<&str>,
-) -> Result<(ClusterJson, Vec<Option<StatsJson>>)> {
-    let replies = call(addr, pass, &[&["SHOAL", "MEMBERS"], &["INFO"]])
+/// How to reach the nodes: password, TLS.
+#[derive(Default, Clone)]
+pub struct Access {
+    /// `AUTH` password, if the nodes require one.
+    pub pass: Option<String>,
+    /// TLS to the nodes' TLS RESP port, when asked for.
+    pub tls: Option<TlsConnector>,
+}
+
+/// A TLS client trusting the CA certificates in the PEM file `ca`, and
+/// presenting `client` (certificate chain, key; PEM) if given, for nodes
+/// started with `tls-client-ca`.
+pub fn tls_connector(ca: &Path, client: Option<(&Path, &Path)>) -> Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("cannot read the CA file {}", ca.display()))?;
+    for cert in certs {
+        let cert = cert.with_context(|| format!("bad certificate in {}", ca.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("bad CA certificate in {}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots);
+    let cfg = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("cannot read the certificate {}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .with_context(|| format!("cannot read the key {}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("the client certificate and key do not match")?
+        }
+    };
+    Ok(TlsConnector::from(Arc::new(cfg)))
+}
+
+/// The cluster and each member's numbers (readiness from each member's
+/// `cluster_ready`), in the shape the admin endpoint gives them.
+pub async fn fetch(addr: &str, access: &Access) -> Result<(ClusterJson, Vec<Option<StatsJson>>)> {
+    let replies = call(addr, access, &[&["SHOAL", "MEMBERS"], &["INFO"]])
         .await
         .with_context(|| format!("cannot read the cluster from the RESP address {addr}"))?;
     let [members, info] = <[Frame; 2]>::try_from(replies)
         .map_err(|_| anyhow!("{addr} answered an unexpected number of replies"))?;
     let info = info_fields(&info).with_context(|| format!("INFO from {addr}"))?;
     let members = parse_members(&members).with_context(|| format!("SHOAL MEMBERS from {addr}"))?;
-    let cluster = cluster_json(&info, members);
+    let tls_addrs: HashMap<String, SocketAddr> = members
+        .iter()
+        .filter_map(|m| Some((m.get("name")?.clone(), m.get("tls")?.parse().ok()?)))
+        .collect();
+    let mut cluster = cluster_json(&info, members);
     let mut stats = Vec::with_capacity(cluster.members.len());
-    for m in &cluster.members {
-        stats.push(member_stats(addr, m, pass).await);
+    for m in &mut cluster.members {
+        let tls_addr = tls_addrs.get(&m.name).copied();
+        let s = member_stats(addr, m, tls_addr, access).await;
+        m.ready = s.as_ref().is_some_and(|s| s.ready);
+        stats.push(s);
     }
     Ok((cluster, stats))
 }
 
-/// A member's numbers from its INFO, unless it is down or silent.
-async fn member_stats(asked: &str, m: &MemberJson, pass: Option<&str>) -> Option<StatsJson> {
+/// A member's numbers from its INFO, unless it is down or silent. With
+/// TLS, other members are asked on their TLS RESP address (`tls_addr`).
+async fn member_stats(
+    asked: &str,
+    m: &MemberJson,
+    tls_addr: Option<SocketAddr>,
+    access: &Access,
+) -> Option<StatsJson> {
     if m.state == "down" {
         return None;
     }
-    let addr = match (m.is_local, m.resp_addr) {
+    let other = if access.tls.is_some() {
+        tls_addr
+    } else {
+        m.resp_addr
+    };
+    let addr = match (m.is_local, other) {
         (true, _) => asked.to_string(),
         (false, Some(a)) => a.to_string(),
         (false, None) => return None,
     };
-    let replies = call(&addr, pass, &[&["INFO"]]).await.ok()?;
+    let replies = call(&addr, access, &[&["INFO"]]).await.ok()?;
     let info = info_fields(replies.first()?).ok()?;
     Some(stats_json(&info, m))
 }
 
-/// Send `cmds` pipelined (after AUTH when `pass` is given) and return
-/// their replies in order. An error reply to AUTH fails the call.
-async fn call(addr: &str, pass: Option<&str>, cmds: &[&[&str]]) -> Result<Vec<Frame>> {
-    let mut stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+/// A byte stream: plain TCP or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Connect to `addr`, over TLS when `access` says so (the server's
+/// certificate must name the host connected to, as with `redis-cli`).
+async fn connect(addr: &str, access: &Access) -> Result<Box<dyn Stream>> {
+    let tcp = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| anyhow!("no connection to {addr} in time"))??;
+    let Some(tls) = &access.tls else {
+        return Ok(Box::new(tcp));
+    };
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| anyhow!("'{host}' is not a TLS server name: {e}"))?;
+    let stream = tokio::time::timeout(TIMEOUT, tls.connect(name, tcp))
+        .await
+        .map_err(|_| anyhow!("no TLS handshake with {addr} in time"))?
+        .with_context(|| format!("TLS handshake with {addr} failed"))?;
+    Ok(Box::new(stream))
+}
+
+/// Send `cmds` pipelined (after AUTH when a password is given) and return
+/// their replies in order. An error reply to AUTH fails the call.
+async fn call(addr: &str, access: &Access, cmds: &[&[&str]]) -> Result<Vec<Frame>> {
+    let mut stream = connect(addr, access).await?;
+    let pass = access.pass.as_deref();
     let mut out = BytesMut::new();
     let auth = pass.map(|p| ["AUTH", p]);
     for cmd in auth.iter().map(|a| &a[..]).chain(cmds.iter().copied()) {
@@ -96,7 +189,7 @@ fn encode(cmd: &[&str], out: &mut BytesMut) {
 }
 
 /// Read until `n` complete replies arrived.
-async fn read_frames(stream: &mut TcpStream, n: usize) -> Result<Vec<Frame>> {
+async fn read_frames(stream: &mut Box<dyn Stream>, n: usize) -> Result<Vec<Frame>> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut frames = Vec::with_capacity(n);
     while frames.len() < n {
@@ -226,12 +319,14 @@ fn stats_json(info: &HashMap<String, String>, m: &MemberJson) -> StatsJson {
         None => db0_keys(info),
     };
     let lookups = hits + misses;
+    // A standalone node (no cluster section) holds everything it serves.
+    let ready = info.get("cluster_ready").is_none_or(|v| v == "1");
     StatsJson {
         name: m.name.clone(),
         resp_addr: m
             .resp_addr
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-        ready: false,
+        ready,
         keys,
         used_memory: num(info, "used_memory"),
         maxmemory: num(info, "maxmemory"),

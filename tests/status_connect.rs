@@ -1,6 +1,8 @@
 //! `shoal status --connect HOST:PORT` (the real binary, over RESP) against
-//! a 3-node in-process cluster and a standalone node, and the certificate
-//! expiry gauges of a cluster node's `/metrics`.
+//! a 3-node in-process cluster and a standalone node, over TLS (`--tls
+//! --cacert [--cert --key]`) against a node that requires client
+//! certificates, and the certificate expiry gauges of a cluster node's
+//! `/metrics`.
 
 mod admin_support;
 mod cluster_security_support;
@@ -87,6 +89,7 @@ async fn status_over_resp_lists_every_member_with_partitions_and_keys() {
         let at = cells.iter().position(|c| *c == "alive").expect("state");
         primaries += cells[at + 1].parse::<u64>().expect("primary count");
         keys += cells[at + 3].parse::<u64>().expect("key count");
+        assert_eq!(cells.last(), Some(&"yes"), "ready (cluster_ready): {row}");
     }
     assert_eq!(primaries, 4096, "every partition has one primary: {out}");
     assert_eq!(keys, 60, "the members' keys add up (R = 1): {out}");
@@ -146,4 +149,65 @@ async fn status_over_resp_shows_a_standalone_node_and_fails_clearly_without_one(
         err.contains("cannot read the cluster from the RESP address"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_over_tls_needs_the_ca_and_a_client_certificate_when_the_node_asks() {
+    let pki = Pki::new("shoal");
+    pki.issue("node-1");
+    pki.issue("operator");
+    let dir = pki.path();
+    let cfg = shoal::config::Config {
+        admin: None,
+        replicas: 1,
+        tls_listen: Some(ANY_PORT),
+        tls_cert: Some(dir.join("node-1.crt")),
+        tls_key: Some(dir.join("node-1.key")),
+        tls_client_ca: Some(pki.ca_cert()),
+        ..node_config(dir, "node-1", None)
+    };
+    let node = Node::start(cfg).await.expect("node starts");
+    converge(std::slice::from_ref(&node), 1).await;
+    let tls = node.tls_addr().expect("TLS port").to_string();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let ca = pki.ca_cert().display().to_string();
+
+    let with_cert = vec![
+        "--connect".into(),
+        tls.clone(),
+        "--tls".into(),
+        "--cacert".into(),
+        ca.clone(),
+        "--cert".into(),
+        path("operator.crt"),
+        "--key".into(),
+        path("operator.key"),
+    ];
+    let (ok, out, err) = shoal_status(with_cert).await;
+    assert!(ok, "status over TLS with a client certificate: {err}");
+    assert!(out.starts_with("Shoal cluster · 1 members"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("node-1"))
+        .unwrap_or_else(|| panic!("row missing:\n{out}"));
+    assert_eq!(row.split_whitespace().last(), Some("yes"), "{row}");
+
+    let no_cert = vec![
+        "--connect".into(),
+        tls.clone(),
+        "--tls".into(),
+        "--cacert".into(),
+        ca,
+    ];
+    let (ok, _, err) = shoal_status(no_cert).await;
+    assert!(!ok, "the node requires a client certificate");
+    assert!(err.contains("cannot read the cluster"), "{err}");
+
+    let (ok, _, err) = shoal_status(vec!["--connect".into(), tls.clone(), "--tls".into()]).await;
+    assert!(!ok, "--tls without --cacert is refused");
+    assert!(err.contains("--cacert"), "{err}");
+
+    let (ok, _, _) = shoal_status(vec!["--connect".into(), tls]).await;
+    assert!(!ok, "plain RESP to the TLS port gets no table");
+    node.shutdown().await;
 }
