@@ -130,3 +130,62 @@ async fn a_forwarded_batch_is_replicated_in_one_request_per_replica() {
     let acked: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v-{k}"))).collect();
     every_copy_holds(&all, &acked);
 }
+
+/// SET `keys` through `node` concurrently; the replies.
+async fn set_all(node: &Node, keys: &[String], value: &str) -> Vec<Bytes> {
+    let router = node.router().expect("cluster").clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in keys {
+        let args = vec![
+            Bytes::from_static(b"SET"),
+            Bytes::from(key.clone()),
+            Bytes::from(value.to_string()),
+        ];
+        let (_, spec) = lookup(&args[0]).expect("SET");
+        match ClusterHook::route(router.clone(), spec, &args, Proto::Resp2) {
+            Routed::Deferred(fut) => drop(tasks.spawn(fut)),
+            Routed::Local => panic!("a replicated write is deferred"),
+        }
+    }
+    tasks.join_all().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_replicate_misses_its_writes_and_the_lane_serves_the_next_ones() {
+    let net = shoal::transport::mem::MemNetwork::new();
+    let nodes = cluster(&net, 3, 3).await;
+    let keys = keys_owned_by(&nodes, 1, "f", 50);
+    let failures = |n: &Node| {
+        let repl = n.router().and_then(|r| r.replication().cloned());
+        repl.map_or(0, |r| r.stats.failures.load(Ordering::Relaxed))
+    };
+    let failed0 = failures(&nodes[0]);
+    net.cut(&name(1), &name(2));
+    // n2 is down for these writes: acknowledged (n3 applied them), and
+    // n2 does not hold them.
+    let replies = set_all(&nodes[0], &keys, "one").await;
+    assert!(replies.iter().all(|r| r == "+OK\r\n"), "{replies:?}");
+    assert!(
+        failures(&nodes[0]) > failed0,
+        "the lost requests are counted"
+    );
+    let now = shoal::store::UnixMillis::now();
+    for k in &keys {
+        assert_eq!(
+            nodes[2].store().get(k.as_bytes(), now).as_deref(),
+            Some(&b"one"[..])
+        );
+        assert_eq!(
+            nodes[1].store().get(k.as_bytes(), now),
+            None,
+            "{k} missed n2"
+        );
+    }
+    net.heal(&name(1), &name(2));
+    // The lane to n2 is not stuck: the next writes reach it before their
+    // acknowledgement (write-ack all).
+    let replies = set_all(&nodes[0], &keys, "two").await;
+    assert!(replies.iter().all(|r| r == "+OK\r\n"), "{replies:?}");
+    let acked: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), "two".into())).collect();
+    every_copy_holds(&nodes.iter().collect::<Vec<_>>(), &acked);
+}
