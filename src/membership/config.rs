@@ -60,6 +60,14 @@ pub struct MembershipConfig {
     /// 32 members; larger clusters stretch it (see
     /// [`Self::push_pull_every`]). Default 20 s.
     pub push_pull_interval: Duration,
+    /// Interval of the push-pull sync while the view is still moving: when
+    /// the member count changed since the previous sync (and right after
+    /// joining), the next sync comes after this (or the normal interval if
+    /// shorter). A member that joined late, or missed a join broadcast
+    /// that ran out of transmissions before it arrived, learns the rest in
+    /// seconds instead of at the next normal sync (60 s at N=100); a
+    /// stable view syncs at the normal interval. Default 4 s.
+    pub push_pull_forming: Duration,
     /// First delay between announces while alone. Default 200 ms.
     pub announce_min: Duration,
     /// Longest delay between announces while alone. Default 5 s.
@@ -122,6 +130,7 @@ impl MembershipConfig {
             probe_rtt: Duration::from_millis(500),
             suspicion_multiplier: 4.0,
             push_pull_interval: Duration::from_secs(20),
+            push_pull_forming: Duration::from_secs(4),
             announce_min: Duration::from_millis(200),
             announce_max: Duration::from_secs(5),
             seed_refresh_interval: Some(Duration::from_secs(60)),
@@ -154,6 +163,18 @@ impl MembershipConfig {
         }
         let ratio = members as f64 / PUSH_PULL_SCALE_FROM as f64;
         self.push_pull_interval.mul_f64(ratio.log2().ceil() + 1.0)
+    }
+
+    /// The next push-pull interval in a cluster of `members`: the forming
+    /// interval when `moving` (the member count changed since the previous
+    /// sync), the normal one otherwise.
+    pub fn push_pull_next(&self, members: usize, moving: bool) -> Duration {
+        let normal = self.push_pull_every(members);
+        if moving {
+            normal.min(self.push_pull_forming)
+        } else {
+            normal
+        }
     }
 
     /// The shortest time between two view builds in a cluster of
@@ -197,6 +218,9 @@ impl MembershipConfig {
         }
         if self.push_pull_interval < Duration::from_millis(100) {
             return bad("push_pull_interval must be at least 100 ms");
+        }
+        if self.push_pull_forming < Duration::from_millis(100) {
+            return bad("push_pull_forming must be at least 100 ms");
         }
         if self.announce_min.is_zero() || self.announce_max < self.announce_min {
             return bad("announce_min must be positive and at most announce_max");
@@ -309,6 +333,18 @@ mod tests {
         assert_eq!(c.push_pull_every(32), Duration::from_secs(20));
         assert_eq!(c.push_pull_every(33), Duration::from_secs(40));
         assert_eq!(c.push_pull_every(100), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_moving_view_syncs_at_the_forming_interval_and_a_stable_one_at_the_normal() {
+        let c = cfg();
+        assert_eq!(c.push_pull_next(100, true), Duration::from_secs(4));
+        assert_eq!(c.push_pull_next(100, false), Duration::from_secs(60));
+        let mut short = cfg();
+        short.push_pull_interval = Duration::from_secs(1);
+        assert_eq!(short.push_pull_next(3, true), Duration::from_secs(1));
+        short.push_pull_forming = Duration::from_millis(10);
+        assert!(short.validate().is_err());
     }
 
     #[test]

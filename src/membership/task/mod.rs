@@ -143,6 +143,9 @@ pub struct MembershipTask {
     rng: StdRng,
     /// When the next push-pull sync is due.
     next_sync: Instant,
+    /// Cluster size at the last periodic sync (a change means the view is
+    /// still moving: the next sync comes sooner).
+    synced_size: usize,
     /// Set by `leave`: when to stop, and when to repeat the goodbye.
     leaving: Option<(Instant, Instant)>,
     /// Cluster size foca's config was last tuned for.
@@ -204,6 +207,7 @@ impl MembershipTask {
                 !cfg.seeds.is_empty(),
             ),
             next_sync: now + cfg.push_pull_interval,
+            synced_size: 1,
             cfg,
             foca,
             runtime: AccumulatingRuntime::new(),
@@ -311,7 +315,10 @@ impl MembershipTask {
         self.connect_due(now);
         if now >= self.next_sync {
             let jitter = self.rng.random_range(0.9..1.1);
-            let every = self.cfg.push_pull_every(self.tuned_for);
+            let size = self.foca.num_members() + 1;
+            let moving = size != self.synced_size;
+            self.synced_size = size;
+            let every = self.cfg.push_pull_next(self.tuned_for, moving);
             self.next_sync = now + every.mul_f64(jitter);
             self.push_pull();
             self.forget_unknown_meta();
@@ -401,8 +408,11 @@ impl MembershipTask {
                 tracing::info!(%node, "joined the cluster");
                 self.announcer.joined(Instant::now());
                 // Learn everyone's metadata at once instead of waiting
-                // for the periodic sync.
+                // for the periodic sync, and again soon after: the member
+                // we synced with may not know everyone yet either.
                 self.push_pull();
+                let soon = Instant::now() + self.cfg.push_pull_forming;
+                self.next_sync = self.next_sync.min(soon);
             }
             OwnedNotification::MemberUp(id) => self.plan_connect(&id),
             OwnedNotification::Idle if self.leaving.is_none() => {
