@@ -439,6 +439,7 @@ async fn start_cluster(
         );
         tasks.spawn(antientropy::run(router.clone(), repl, shutdown.clone()));
     }
+    dyn_transport.set_request_handler(request_handler(router.clone()));
     tasks.spawn(dispatch(
         incoming,
         dgram_tx,
@@ -488,6 +489,18 @@ fn bind_quic(cfg: &Config, name: &str) -> Result<(Arc<QuicTransport>, IncomingRx
     }
     QuicTransport::bind(QuicConfig::new(cfg.gossip_addr(), tls))
         .map_err(|e| NodeError::Transport(e.to_string()))
+}
+
+/// Peer requests answered by the router in the transport's stream task
+/// (a transport without the hook sends them to [`dispatch`] instead).
+fn request_handler(router: Arc<Router>) -> crate::transport::RequestHandler {
+    Arc::new(move |from, payload| {
+        if let Some(hot) = router.hot.get() {
+            hot.observe_forwarded(router.cluster.as_str(), &payload);
+        }
+        let router = router.clone();
+        Box::pin(async move { router.serve(from, payload).await })
+    })
 }
 
 /// Hand incoming datagrams to membership and requests to the router, until

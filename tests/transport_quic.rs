@@ -10,7 +10,9 @@ use bytes::Bytes;
 use quinn::crypto::rustls::QuicClientConfig;
 use shoal::certs::{NodeTls, TestPki};
 use shoal::transport::quic::{QuicConfig, QuicTransport, StatsSnapshot};
-use shoal::transport::{Incoming, IncomingRx, NodeName, PeerAddr, Transport, TransportError};
+use shoal::transport::{
+    Incoming, IncomingRx, NodeName, PeerAddr, RequestHandler, Transport, TransportError,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -567,6 +569,47 @@ async fn shutdown_ends_tasks_and_fails_later_requests() {
         .request(&named(&b, "node-b"), Bytes::from_static(b"x"))
         .await
         .expect_err("closed");
+    assert!(matches!(err, TransportError::Closed), "{err}");
+    b.shutdown().await;
+}
+
+/// A request sent from a thread that uses its own endpoints travels on
+/// that thread's endpoint (one per thread, its connection reused), and a
+/// request handler answers it in the stream's task, never through the
+/// incoming channel.
+#[tokio::test]
+async fn thread_endpoint_requests_are_answered_by_the_handler() {
+    let pki = TestPki::new("test").expect("pki");
+    let (a, _rx_a) = start(pki.node("node-a").expect("a"));
+    let (b, mut rx_b) = start(pki.node("node-b").expect("b"));
+    let handler: RequestHandler = Arc::new(|from: NodeName, payload: Bytes| {
+        Box::pin(async move {
+            let mut body = format!("handled {from}:").into_bytes();
+            body.extend_from_slice(&payload);
+            Bytes::from(body)
+        })
+    });
+    b.set_request_handler(handler);
+    shoal::transport::quic::use_thread_endpoints();
+    for i in 0..3 {
+        let reply = a
+            .request(&named(&b, "node-b"), Bytes::from(format!("k{i}")))
+            .await
+            .expect("request");
+        assert_eq!(reply, Bytes::from(format!("handled node-a:k{i}")));
+    }
+    let sa = a.stats().snapshot();
+    assert_eq!(sa.thread_endpoints, 1, "{sa:?}");
+    assert_eq!(sa.handshakes_ok, 1, "one connection, reused: {sa:?}");
+    assert!(
+        rx_b.try_recv().is_err(),
+        "a request went through the channel"
+    );
+    a.shutdown().await;
+    let err = a
+        .request(&named(&b, "node-b"), Bytes::from_static(b"late"))
+        .await
+        .expect_err("a stopped transport sends nothing");
     assert!(matches!(err, TransportError::Closed), "{err}");
     b.shutdown().await;
 }

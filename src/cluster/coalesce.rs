@@ -2,7 +2,7 @@
 //! send to the same owner at the same time travel in one peer request.
 //!
 //! # What this module owns
-//! One lane per (owner, client protocol). A connection's group of commands
+//! One lane per (owner, client protocol, thread). A connection's group of commands
 //! (a *unit*: one command at `-P 1`, several when pipelined) joins its
 //! owner's lane. An idle lane sends at once (no added wait); while a lane's
 //! request is in flight, units arriving meanwhile queue, and the next
@@ -21,6 +21,7 @@
 //! its lock across an await.
 
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -47,6 +48,13 @@ pub(crate) enum UnitError {
     Unreachable(String),
 }
 
+impl Lane {
+    /// Whether this is the lane of (`owner`, `proto`, `thread`).
+    fn is(&self, owner: &NodeName, proto: Proto, thread: ThreadId) -> bool {
+        self.thread == thread && self.proto == proto && self.owner == *owner
+    }
+}
+
 /// One connection's commands for one owner, waiting for a request.
 struct Unit {
     /// The commands, in the client's order.
@@ -57,8 +65,13 @@ struct Unit {
     reply: oneshot::Sender<UnitResult>,
 }
 
-/// The queue of one (owner, protocol).
+/// The queue of one (owner, protocol, thread).
 struct Lane {
+    /// The thread whose connections use the lane: a lane's sender runs on
+    /// the thread that started it, so on a RESP I/O thread (one event
+    /// loop, its own QUIC endpoint) the request, its reply and the
+    /// waiting connections never wake another thread.
+    thread: ThreadId,
     /// The owner.
     owner: NodeName,
     /// The clients' protocol (replies are encoded for it).
@@ -98,15 +111,14 @@ impl Coalescer {
         commands: Vec<Vec<Bytes>>,
     ) -> UnitResult {
         let (tx, rx) = oneshot::channel();
+        let thread = std::thread::current().id();
         let start = {
             let mut lanes = router.coalescer.lock();
-            let i = match lanes
-                .iter()
-                .position(|l| l.owner == *owner && l.proto == proto)
-            {
+            let i = match lanes.iter().position(|l| l.is(owner, proto, thread)) {
                 Some(i) => i,
                 None => {
                     lanes.push(Lane {
+                        thread,
                         owner: owner.clone(),
                         proto,
                         busy: false,
@@ -125,13 +137,13 @@ impl Coalescer {
             !std::mem::replace(&mut lane.busy, true)
         };
         if start {
-            let sender = run_lane(router.clone(), owner.clone(), proto);
+            let sender = run_lane(router.clone(), owner.clone(), proto, thread);
             // Detached on purpose: it ends when its lane is empty, and each
             // request it sends has the transport's deadline.
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => drop(rt.spawn(sender)),
                 Err(_) => {
-                    router.coalescer.idle(owner, proto);
+                    router.coalescer.idle(owner, proto, thread);
                     return Err(UnitError::Unreachable("no runtime to send on".into()));
                 }
             }
@@ -143,12 +155,9 @@ impl Coalescer {
     /// Take the next units to send (up to [`MAX_BATCH`] commands and
     /// [`MAX_BATCH_BYTES`] of arguments, at least one unit), or mark the
     /// lane idle and return none.
-    fn take(&self, owner: &NodeName, proto: Proto) -> Vec<Unit> {
+    fn take(&self, owner: &NodeName, proto: Proto, thread: ThreadId) -> Vec<Unit> {
         let mut lanes = self.lock();
-        let Some(lane) = lanes
-            .iter_mut()
-            .find(|l| l.owner == *owner && l.proto == proto)
-        else {
+        let Some(lane) = lanes.iter_mut().find(|l| l.is(owner, proto, thread)) else {
             return Vec::new();
         };
         let (mut count, mut bytes, mut n) = (0, 0, 0);
@@ -168,12 +177,9 @@ impl Coalescer {
     }
 
     /// Mark a lane idle (its sender is gone).
-    fn idle(&self, owner: &NodeName, proto: Proto) {
+    fn idle(&self, owner: &NodeName, proto: Proto, thread: ThreadId) {
         let mut lanes = self.lock();
-        if let Some(lane) = lanes
-            .iter_mut()
-            .find(|l| l.owner == *owner && l.proto == proto)
-        {
+        if let Some(lane) = lanes.iter_mut().find(|l| l.is(owner, proto, thread)) {
             lane.busy = false;
         }
     }
@@ -188,6 +194,8 @@ struct Busy {
     owner: NodeName,
     /// The lane's protocol.
     proto: Proto,
+    /// The lane's thread.
+    thread: ThreadId,
     /// The sender ended normally (the lane was marked idle under the lock).
     done: bool,
 }
@@ -195,22 +203,25 @@ struct Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         if !self.done {
-            self.router.coalescer.idle(&self.owner, self.proto);
+            self.router
+                .coalescer
+                .idle(&self.owner, self.proto, self.thread);
         }
     }
 }
 
 /// A lane's sender: send what is waiting as one request, hand out the
 /// replies, repeat until the lane is empty.
-async fn run_lane(router: Arc<Router>, owner: NodeName, proto: Proto) {
+async fn run_lane(router: Arc<Router>, owner: NodeName, proto: Proto, thread: ThreadId) {
     let mut busy = Busy {
         router: router.clone(),
         owner: owner.clone(),
         proto,
+        thread,
         done: false,
     };
     loop {
-        let units = router.coalescer.take(&owner, proto);
+        let units = router.coalescer.take(&owner, proto, thread);
         if units.is_empty() {
             busy.done = true;
             return;

@@ -53,6 +53,9 @@ impl IoThreads {
             std::thread::Builder::new()
                 .name(format!("shoal-io-{i}"))
                 .spawn(move || {
+                    // Forwarded commands leave on this thread's own QUIC
+                    // endpoint, so their replies wake no other thread.
+                    crate::transport::quic::use_thread_endpoints();
                     runtime.block_on(serve_loop(rx, stop));
                     let _ = done_tx.send(());
                 })?;

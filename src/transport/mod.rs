@@ -141,6 +141,15 @@ pub trait Transport: Send + Sync + 'static {
         let _ = to;
     }
 
+    /// Answer requests by calling `handler` in the task that read them,
+    /// instead of sending each through the incoming channel to a
+    /// dispatcher that spawns a task to answer it (two task hand-offs per
+    /// request saved on the owner of a forwarded command). Implementations
+    /// that do not support it keep using the channel.
+    fn set_request_handler(&self, handler: RequestHandler) {
+        let _ = handler;
+    }
+
     /// Send `payload` as one request and wait for the reply.
     fn request(
         &self,
@@ -151,6 +160,10 @@ pub trait Transport: Send + Sync + 'static {
     /// Close every connection and stop accepting; pending requests fail.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }
+
+/// Answers one request (the sender's proven name, the request bytes) with
+/// the reply bytes. See [`Transport::set_request_handler`].
+pub type RequestHandler = Arc<dyn Fn(NodeName, Bytes) -> BoxFuture<'static, Bytes> + Send + Sync>;
 
 /// The receiving half every implementation returns beside itself.
 pub type IncomingRx = mpsc::Receiver<Incoming>;

@@ -23,10 +23,12 @@
 //! - `peers`: the connection cache;
 //! - `conn`: per-connection driver, request serving, request exchange;
 //! - `frame`: length-prefixed frames;
+//! - `local`: per-thread client endpoints for single-threaded event loops;
 //! - `stats`: counters and handshake failure reasons.
 
 mod conn;
 mod frame;
+mod local;
 mod peers;
 pub mod reload;
 mod stats;
@@ -42,12 +44,15 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use self::conn::{ExchangeError, drive, exchange};
+pub use self::local::enable_on_this_thread as use_thread_endpoints;
 use self::peers::{DatagramAction, DialResult, Lookup, PeerCache, PeerConn};
 pub use self::stats::{HandshakeFailure, HandshakeFailures, StatsSnapshot, TransportStats};
 use self::stats::{add, bump};
 pub use self::tls::ALPN;
 use self::tls::ClientConfigs;
-use super::{BoxFuture, Incoming, IncomingRx, NodeName, PeerAddr, Transport, TransportError};
+use super::{
+    BoxFuture, Incoming, IncomingRx, NodeName, PeerAddr, RequestHandler, Transport, TransportError,
+};
 use crate::certs::NodeTls;
 use crate::shutdown::{Shutdown, TaskSet};
 
@@ -150,8 +155,16 @@ struct Inner {
     limits: Limits,
     /// The connection cache.
     peers: PeerCache,
+    /// How long a failed dial is remembered (per-thread endpoints).
+    dial_backoff: Duration,
+    /// The per-thread client endpoints (`local`), closed at shutdown;
+    /// `None` once shut down.
+    locals: std::sync::Mutex<Option<Vec<Endpoint>>>,
     /// Where incoming traffic goes.
     incoming: mpsc::Sender<Incoming>,
+    /// Answers requests in the stream's own task, once the application
+    /// registered it (else requests go through `incoming`).
+    handler: std::sync::OnceLock<RequestHandler>,
     /// Counters.
     stats: Arc<TransportStats>,
     /// Tells every task to stop.
@@ -202,7 +215,10 @@ impl QuicTransport {
                 request_timeout: cfg.request_timeout,
             },
             peers: PeerCache::new(cfg.max_queued_datagrams, cfg.dial_backoff),
+            dial_backoff: cfg.dial_backoff,
+            locals: std::sync::Mutex::new(Some(Vec::new())),
             incoming: tx,
+            handler: std::sync::OnceLock::new(),
             stats: Arc::new(TransportStats::default()),
             shutdown: Shutdown::new(),
             tasks: TaskSet::new(),
@@ -254,10 +270,40 @@ impl Drop for QuicTransport {
     fn drop(&mut self) {
         self.inner.shutdown.trigger();
         self.inner.endpoint.close(CLOSE_SHUTDOWN, b"shutdown");
+        self.inner.close_locals();
+    }
+}
+
+impl Inner {
+    /// Keep a per-thread endpoint for closing at shutdown; false when the
+    /// transport is already shut down.
+    fn register_local(&self, endpoint: Endpoint) -> bool {
+        let mut locals = self.locals.lock().unwrap_or_else(|p| p.into_inner());
+        match locals.as_mut() {
+            Some(list) => {
+                list.push(endpoint);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Close every per-thread endpoint; none can be added afterwards.
+    fn close_locals(&self) {
+        let taken = self.locals.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for e in taken.into_iter().flatten() {
+            e.close(CLOSE_SHUTDOWN, b"shutdown");
+        }
     }
 }
 
 impl Transport for QuicTransport {
+    fn set_request_handler(&self, handler: RequestHandler) {
+        if self.inner.handler.set(handler).is_err() {
+            tracing::warn!("a request handler was already set; the new one is ignored");
+        }
+    }
+
     fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
     }
@@ -327,6 +373,7 @@ impl Transport for QuicTransport {
         Box::pin(async move {
             inner.shutdown.trigger();
             inner.endpoint.close(CLOSE_SHUTDOWN, b"shutdown");
+            inner.close_locals();
             inner.peers.clear();
             inner.tasks.join_all().await;
             // Let the close frames go out; bounded in case a peer is silent.
@@ -345,18 +392,19 @@ async fn request_once(
     to: &PeerAddr,
     payload: &[u8],
 ) -> Result<Bytes, TransportError> {
-    let (peer, fresh) = connection(inner, to).await?;
+    let (peer, fresh) = any_connection(inner, to).await?;
     let err = match exchange(inner, &peer, payload).await {
         Ok(reply) => return Ok(reply),
         Err(ExchangeError::Request(e)) => return Err(e),
         Err(ExchangeError::Conn(e)) => e,
     };
     inner.peers.forget(to.addr, peer.conn.stable_id());
+    local::forget(inner, to.addr, peer.conn.stable_id());
     if fresh || !worth_retry(&err) {
         return Err(conn_error(to.addr, &err));
     }
     tracing::debug!(peer = %peer.name, error = %err, "cached connection was closed; reconnecting");
-    let (peer, _) = connection(inner, to).await?;
+    let (peer, _) = any_connection(inner, to).await?;
     match exchange(inner, &peer, payload).await {
         Ok(reply) => Ok(reply),
         Err(ExchangeError::Request(e)) => Err(e),
@@ -382,6 +430,19 @@ fn conn_error(addr: SocketAddr, err: &ConnectionError) -> TransportError {
     match err {
         ConnectionError::LocallyClosed => TransportError::Closed,
         other => TransportError::Unreachable(addr, other.to_string()),
+    }
+}
+
+/// A connection to `to` for a request: on this thread's own endpoint when
+/// the thread uses one (`local`), else on the node's. The flag says
+/// whether it is fresh from a dial.
+async fn any_connection(
+    inner: &Arc<Inner>,
+    to: &PeerAddr,
+) -> Result<(PeerConn, bool), TransportError> {
+    match local::connection(inner, to).await {
+        Some(result) => result,
+        None => connection(inner, to).await,
     }
 }
 
@@ -455,8 +516,13 @@ fn spawn_dial(inner: &Arc<Inner>, to: PeerAddr) {
     });
 }
 
-/// Connect to `to` and check who answered.
+/// Connect to `to` from the node's endpoint and check who answered.
 async fn dial(inner: &Inner, to: &PeerAddr) -> DialResult {
+    dial_on(inner, &inner.endpoint, to).await
+}
+
+/// Connect to `to` from `endpoint` and check who answered.
+async fn dial_on(inner: &Inner, endpoint: &Endpoint, to: &PeerAddr) -> DialResult {
     let (cfg, server_name) = {
         let clients = inner.clients.read().unwrap_or_else(|p| p.into_inner());
         match &to.name {
@@ -464,8 +530,7 @@ async fn dial(inner: &Inner, to: &PeerAddr) -> DialResult {
             None => (clients.seed.clone(), tls::SEED_SERVER_NAME),
         }
     };
-    let connecting = inner
-        .endpoint
+    let connecting = endpoint
         .connect_with(cfg, to.addr, server_name)
         .map_err(|e| TransportError::Unreachable(to.addr, e.to_string()))?;
     let conn = match connecting.await {

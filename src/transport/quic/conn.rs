@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use super::Inner;
-use super::frame::{FRAME_TOO_LARGE, FrameError, NO_REPLY, read_frame, write_frame};
+use super::frame::{FRAME_TOO_LARGE, FrameError, NO_REPLY, read_frame, take_end, write_frame};
 use super::peers::PeerConn;
 use super::stats::{HandshakeFailure, add, bump};
 use crate::transport::{Incoming, TransportError};
@@ -94,7 +94,10 @@ async fn serve_request(
             "request not received in time".into(),
         )));
     let payload = match read {
-        Ok(p) => p,
+        Ok(p) => {
+            take_end(&mut recv);
+            p
+        }
         Err(FrameError::TooLarge(len)) => {
             bump(&inner.stats.frames_rejected);
             tracing::warn!(peer = %from.name, len, max, "request frame too large; refused");
@@ -111,13 +114,16 @@ async fn serve_request(
     };
     bump(&inner.stats.requests_in);
     add(&inner.stats.bytes_in, payload.len());
-    let (tx, rx) = oneshot::channel();
-    let msg = Incoming::Request {
-        from: from.name.clone(),
-        payload,
-        reply: tx,
-    };
     let reply = async {
+        if let Some(handler) = inner.handler.get() {
+            return Some(handler(from.name.clone(), payload).await);
+        }
+        let (tx, rx) = oneshot::channel();
+        let msg = Incoming::Request {
+            from: from.name.clone(),
+            payload,
+            reply: tx,
+        };
         inner.incoming.send(msg).await.ok()?;
         rx.await.ok()
     };
@@ -175,6 +181,7 @@ pub async fn exchange(
             }
             frame_err(addr, e)
         })?;
+    take_end(&mut recv);
     add(&inner.stats.bytes_in, reply.len());
     Ok(reply)
 }

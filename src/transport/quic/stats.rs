@@ -111,6 +111,9 @@ pub struct TransportStats {
     pub handshake_failures: HandshakeFailures,
     /// Handshakes that completed (both directions).
     pub handshakes_ok: AtomicU64,
+    /// Per-thread client endpoints opened (one per RESP I/O thread that
+    /// forwarded a request; see `quic::local`).
+    pub thread_endpoints: AtomicU64,
     /// Authenticated connections that ended (closed by either side, idle
     /// timeout, shutdown).
     pub connections_closed: AtomicU64,
@@ -149,6 +152,8 @@ pub struct StatsSnapshot {
     pub handshake_other: u64,
     /// See [`TransportStats::handshakes_ok`].
     pub handshakes_ok: u64,
+    /// See [`TransportStats::thread_endpoints`].
+    pub thread_endpoints: u64,
     /// See [`TransportStats::connections_closed`].
     pub connections_closed: u64,
     /// See [`TransportStats::datagrams_in`].
@@ -196,6 +201,7 @@ impl TransportStats {
             handshake_bad_alpn: get(&f.bad_alpn),
             handshake_other: get(&f.other),
             handshakes_ok: get(&self.handshakes_ok),
+            thread_endpoints: get(&self.thread_endpoints),
             connections_closed: get(&self.connections_closed),
             datagrams_in: get(&self.datagrams_in),
             datagrams_out: get(&self.datagrams_out),
