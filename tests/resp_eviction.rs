@@ -28,11 +28,16 @@ async fn fill(c: &mut redis::aio::MultiplexedConnection, bytes: u64) {
     }
 }
 
-fn used_memory(info: &str) -> u64 {
+/// A numeric field of an INFO section.
+fn field(info: &str, name: &str) -> u64 {
     info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
-        .expect("INFO memory has used_memory")
+        .unwrap_or_else(|| panic!("INFO has no numeric {name}: {info}"))
+}
+
+fn used_memory(info: &str) -> u64 {
+    field(info, "used_memory")
 }
 
 #[tokio::test]
@@ -57,6 +62,11 @@ async fn writing_five_times_the_limit_stays_under_it_with_every_evicting_policy(
             used <= LIMIT + SLACK,
             "{policy}: used {used} > limit {LIMIT} + {SLACK}"
         );
+        // Eviction marks are capped at a sixteenth of the limit and
+        // charged inside used_memory.
+        let cap = field(&info, "evict_marks_cap_bytes");
+        assert_eq!(cap, LIMIT / 16, "{policy}");
+        assert!(field(&info, "evict_marks_bytes") <= cap, "{policy}: {info}");
         let stats: String = run(&mut c, &["INFO", "stats"]).await.unwrap();
         assert!(
             !stats.contains("evicted_keys:0\r\n"),

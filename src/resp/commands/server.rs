@@ -185,14 +185,25 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
         ),
         "memory" => {
             let max = shared.store.maxmemory();
+            // Walks every partition: INFO is not on the request path.
+            let marks = shared.store.mark_stats();
             write!(
                 t,
                 "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nmaxmemory:{max}\r\n\
-                 maxmemory_human:{}\r\nmaxmemory_policy:{}\r\n",
+                 maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nevict_marks:{}\r\n\
+                 evict_marks_bytes:{}\r\nevict_marks_cap_bytes:{}\r\nlossy_partitions:{}\r\n\
+                 tombstones:{}\r\ntombstones_bytes:{}\r\nrepair_inserts_refused:{}\r\n",
                 store.used_memory,
                 human(store.used_memory),
                 human(max),
-                shared.store.policy()
+                shared.store.policy(),
+                marks.marks,
+                marks.bytes,
+                marks.cap_bytes,
+                marks.lossy_partitions,
+                marks.tombstones,
+                marks.tombstone_bytes,
+                marks.refused
             )
         }
         "stats" => write!(
