@@ -348,11 +348,16 @@ pub fn bytes_sent(c: &Cluster) -> u64 {
     c.live().map(|h| h.stats().bytes_out).sum()
 }
 
+/// Membership syncs at its forming interval (4 s by default) for one more
+/// round after the view stopped moving; quiet is measured after two.
+pub const FORMING_SYNCS_END: Duration = Duration::from_secs(9);
+
 /// Wait until the cluster's gossip rate stops falling: two consecutive
-/// one-second windows within 20% of each other (at most 60 s). Returns how
-/// long that took.
+/// one-second windows within 20% of each other (at most 60 s), and at least
+/// [`FORMING_SYNCS_END`]. Returns how long that took.
 pub fn settle(c: &Cluster) -> Duration {
     let t = Instant::now();
+    std::thread::sleep(FORMING_SYNCS_END.saturating_sub(Duration::from_secs(2)));
     let window = Duration::from_secs(1);
     let mut last = bytes_sent(c);
     let mut prev_rate: Option<u64> = None;

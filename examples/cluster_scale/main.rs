@@ -256,7 +256,7 @@ fn scale_one(args: &Args, n: usize, limit: Duration) -> Result<ScaleRow, String>
         formed_totals.late
     );
     println!(
-        "  N={n:<3}: while forming: {:.1} view changes per node (each rebuilds the ring), \
+        "  N={n:<3}: while forming: {:.1} view changes per node (each updates the ring), \
          {suspected} suspicions, {down} down declarations (all nodes)",
         views as f64 / n as f64
     );
