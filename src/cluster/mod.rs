@@ -24,12 +24,12 @@
 pub mod antientropy;
 pub mod batch;
 mod coalesce;
-mod repl_lane;
 mod gather;
 mod introspect;
 pub mod lag;
 mod near_reads;
 pub mod rebalance;
+mod repl_lane;
 pub mod replication;
 pub mod router;
 pub mod state;
