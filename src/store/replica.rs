@@ -252,6 +252,15 @@ impl Store {
         })
     }
 
+    /// Whether `key` has a live value or a tombstone here (what
+    /// [`Store::record`] would return, without copying it).
+    pub fn has_record(&self, key: &[u8], now: UnixMillis) -> bool {
+        let pid = self.partition_of(key).0;
+        let h = key_hash(key, self.seed);
+        let mut part = self.lock(pid);
+        self.find_live(pid, &mut part, key, h, now.0).is_some() || part.tombs.contains_key(key)
+    }
+
     /// Merge a live replicated write: [`Store::apply_from`] with
     /// [`Origin::Write`].
     pub fn apply(&self, rec: &Record, now: UnixMillis) -> Result<bool, StoreError> {
