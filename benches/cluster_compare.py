@@ -205,6 +205,20 @@ def start_cluster(binary, how, replicas, nodes=3):
             if time.time() > deadline:
                 raise RuntimeError(f"the {nodes}-node cluster did not form within 60 s: {infos}")
             time.sleep(0.1)
+        # Measure the steady state: after forming, partitions pulled by the
+        # joiners settle (a read that misses there still asks the old holder,
+        # up to 2 anti-entropy intervals); wait until none is syncing or settling.
+        began = time.time()
+        while time.time() < began + 60:
+            infos = [info_cluster(p) for p in s.all_ports]
+            busy = sum(
+                int(i.get("cluster_partitions_syncing", "0")) + int(i.get("cluster_partitions_settling", "0"))
+                for i in infos
+            )
+            if busy == 0:
+                break
+            time.sleep(0.5)
+        print(f"  (cluster settled {time.time() - began:.1f} s after forming)", flush=True)
     except Exception:
         s.dump_logs()
         s.stop()

@@ -139,6 +139,7 @@ fn info_replication(router: &Router, s: &mut String) {
         s,
         "cluster_partitions_underreplicated:{}\r\n\
          cluster_partitions_syncing:{}\r\n\
+         cluster_partitions_settling:{}\r\n\
          cluster_ready:{}\r\n\
          cluster_bytes_moved:{}\r\n\
          cluster_write_ack:{}\r\n\
@@ -158,6 +159,7 @@ fn info_replication(router: &Router, s: &mut String) {
          cluster_replication_stray_records:{}\r\n",
         under,
         syncing,
+        repl.sync.settling(),
         u8::from(syncing == 0),
         ld(&rs.bytes_moved),
         repl.cfg.write_ack.name(),

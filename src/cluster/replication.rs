@@ -257,6 +257,14 @@ impl SyncState {
     pub fn count(&self) -> usize {
         self.lock().len()
     }
+
+    /// Partitions settling now (see the type's docs).
+    pub fn settling(&self) -> usize {
+        let now = Instant::now();
+        let mut settling = self.lock_settling();
+        settling.retain(|_, (_, until)| *until > now);
+        settling.len()
+    }
 }
 
 /// Replication state shared by the router and the background tasks.
@@ -278,7 +286,9 @@ impl Replication {
     /// Replication with `cfg`, stamping with `hlc`.
     pub fn new(cfg: ReplConfig, hlc: Arc<SharedHlc>) -> Arc<Replication> {
         Arc::new(Replication {
-            sync: SyncState::new(cfg.grace),
+            // Long enough for anti-entropy to bring what the old primary
+            // took meanwhile; no longer than the old holders keep it.
+            sync: SyncState::new(cfg.grace.min(2 * cfg.anti_entropy_interval)),
             cfg,
             stats: ReplStats::default(),
             hlc,
