@@ -33,6 +33,7 @@ mod repl_lane;
 pub mod replication;
 pub mod router;
 pub mod state;
+mod sync_state;
 
 pub use gather::{AggregateKind, SplitKind};
 pub use router::{MAX_HOPS, Router, RouterStats};
