@@ -15,11 +15,12 @@ use crate::transport::NodeName;
 
 /// Which partitions this node is still pulling, and from whom.
 ///
-/// A partition stays *settling* for the old holders' grace period after
-/// its pull finished: a write its old primary acknowledged after the pull
-/// copied the partition (a node that had not yet seen the new ring routed
-/// it there) is not here until anti-entropy brings it, so a read that
-/// misses here meanwhile still asks the old holder, as during the pull.
+/// A partition stays *settling* after its pull finished (for two
+/// anti-entropy intervals, at most the old holders' grace period): a
+/// write its old primary acknowledged after the pull copied the partition
+/// (a node that had not yet seen the new ring routed it there) is not here
+/// until anti-entropy brings it, so a read that misses here meanwhile
+/// still asks the old holder, as during the pull.
 /// Settling partitions are synced: they do not count as syncing.
 #[derive(Debug, Default)]
 pub struct SyncState {
