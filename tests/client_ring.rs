@@ -9,21 +9,14 @@ mod cluster_common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use cluster_common::{Pki, converge, start_cluster, stop, until_routable};
+use cluster_common::{Pki, converge, primary_of, start_cluster, stop, until_routable};
 use shoal::config::Config;
 use shoal::node::Node;
 use shoal::{Client, Error};
 
 /// The RESP address of `key`'s primary according to `node`'s own ring.
 fn server_primary(nodes: &[Node], key: &[u8]) -> SocketAddr {
-    let st = nodes[0].cluster_state().expect("cluster mode");
-    let p = shoal::store::partition_of(key, st.ring.partitions());
-    let primary = st.ring.primary(p).expect("a primary").clone();
-    nodes
-        .iter()
-        .find(|n| n.name() == Some(&primary))
-        .map(Node::resp_addr)
-        .expect("the primary is one of ours")
+    primary_of(nodes, key).resp_addr()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

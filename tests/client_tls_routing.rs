@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cluster_common::{LOCAL, Pki, converge, node_config, stop, until_routable};
+use cluster_common::{LOCAL, Pki, converge, node_config, primary_of, stop, until_routable};
 use shoal::Client;
 use shoal::node::Node;
 
@@ -32,14 +32,9 @@ async fn start_tls_cluster(pki: &Pki) -> Vec<Node> {
 
 /// The TLS address of `key`'s primary, by the nodes' own ring.
 fn primary_tls(nodes: &[Node], key: &[u8]) -> SocketAddr {
-    let st = nodes[0].cluster_state().expect("cluster mode");
-    let p = shoal::store::partition_of(key, st.ring.partitions());
-    let primary = st.ring.primary(p).expect("a primary").clone();
-    nodes
-        .iter()
-        .find(|n| n.name() == Some(&primary))
-        .and_then(Node::tls_addr)
-        .expect("the primary is one of ours, with a TLS port")
+    primary_of(nodes, key)
+        .tls_addr()
+        .expect("the primary has a TLS port")
 }
 
 fn forwarded(nodes: &[Node]) -> u64 {

@@ -126,3 +126,14 @@ pub async fn until_routable(client: &shoal::Client, members: usize, limit: Durat
         .await
         .unwrap_or_else(|_| panic!("client did not learn {members} routable members"));
 }
+
+/// The node that is `key`'s primary by `nodes[0]`'s ring.
+pub fn primary_of<'a>(nodes: &'a [Node], key: &[u8]) -> &'a Node {
+    let st = nodes[0].cluster_state().expect("cluster mode");
+    let p = shoal::store::partition_of(key, st.ring.partitions());
+    let primary = st.ring.primary(p).expect("a primary").clone();
+    nodes
+        .iter()
+        .find(|n| n.name() == Some(&primary))
+        .expect("the primary is one of ours")
+}
