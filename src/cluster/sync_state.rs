@@ -26,13 +26,23 @@ use crate::transport::NodeName;
 pub struct SyncState {
     /// Partition -> the old holder that serves its reads meanwhile.
     syncing: Mutex<HashMap<PartitionId, NodeName>>,
-    /// Partition -> its old holder and when reads stop asking it.
-    settling: Mutex<HashMap<PartitionId, (NodeName, Instant)>>,
+    /// Partitions settling, and when the last of them ends.
+    settling: Mutex<Settling>,
     /// How long a partition settles after its pull (0: not at all).
     settle_for: Duration,
     /// True when `syncing` or `settling` is not empty (a lock-free check
     /// for reads).
     busy: AtomicBool,
+}
+
+/// The settling partitions.
+#[derive(Debug, Default)]
+struct Settling {
+    /// Partition -> its old holder and when reads stop asking it.
+    by_part: HashMap<PartitionId, (NodeName, Instant)>,
+    /// The latest end among them: past it, all are dropped at once, so a
+    /// read never walks the map.
+    end: Option<Instant>,
 }
 
 impl SyncState {
@@ -48,9 +58,7 @@ impl SyncState {
         self.syncing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_settling(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<PartitionId, (NodeName, Instant)>> {
+    fn lock_settling(&self) -> std::sync::MutexGuard<'_, Settling> {
         self.settling.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -58,7 +66,7 @@ impl SyncState {
     pub fn start(&self, p: PartitionId, source: NodeName) {
         let mut s = self.lock();
         s.insert(p, source);
-        self.lock_settling().remove(&p);
+        self.lock_settling().by_part.remove(&p);
         self.busy.store(true, Ordering::Release);
     }
 
@@ -70,10 +78,14 @@ impl SyncState {
         if let Some(source) = source
             && !self.settle_for.is_zero()
         {
-            settling.insert(p, (source, Instant::now() + self.settle_for));
+            let until = Instant::now() + self.settle_for;
+            settling.by_part.insert(p, (source, until));
+            settling.end = Some(settling.end.map_or(until, |e| e.max(until)));
         }
-        self.busy
-            .store(!s.is_empty() || !settling.is_empty(), Ordering::Release);
+        self.busy.store(
+            !s.is_empty() || !settling.by_part.is_empty(),
+            Ordering::Release,
+        );
     }
 
     /// The old holder a read of `p` that misses here asks: while `p` is
@@ -88,10 +100,15 @@ impl SyncState {
         }
         let mut settling = self.lock_settling();
         let now = Instant::now();
-        settling.retain(|_, (_, until)| *until > now);
-        self.busy
-            .store(!s.is_empty() || !settling.is_empty(), Ordering::Release);
-        settling.get(&p).map(|(n, _)| n.clone())
+        if settling.end.is_some_and(|end| end <= now) {
+            settling.by_part.clear();
+            settling.end = None;
+            self.busy.store(!s.is_empty(), Ordering::Release);
+        }
+        match settling.by_part.get(&p) {
+            Some((n, until)) if *until > now => Some(n.clone()),
+            _ => None,
+        }
     }
 
     /// Whether `p` is being pulled (settling is not).
@@ -107,9 +124,12 @@ impl SyncState {
     /// Partitions settling now (see the type's docs).
     pub fn settling(&self) -> usize {
         let now = Instant::now();
-        let mut settling = self.lock_settling();
-        settling.retain(|_, (_, until)| *until > now);
-        settling.len()
+        let settling = self.lock_settling();
+        settling
+            .by_part
+            .values()
+            .filter(|(_, until)| *until > now)
+            .count()
     }
 }
 
