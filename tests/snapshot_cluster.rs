@@ -45,21 +45,29 @@ fn local(node: &Node, key: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_restarted_from_an_older_snapshot_ends_with_the_newer_values() {
-    let pki = Pki::new("shoal");
+/// node-1 and node-2 (node-2 seeded by node-1) with snapshots in `d1` and
+/// `d2`, once both see both.
+async fn start_pair(pki: &Pki, d1: &Path, d2: &Path) -> (Node, Node) {
     pki.issue("node-1");
     pki.issue("node-2");
-    let d1 = tempfile::tempdir().expect("tempdir");
-    let d2 = tempfile::tempdir().expect("tempdir");
-    let n1 = Node::start(config(&pki, "node-1", None, d1.path()))
+    let n1 = Node::start(config(pki, "node-1", None, d1))
         .await
         .expect("node-1 starts");
-    let seed = n1.gossip_addr();
-    let n2 = Node::start(config(&pki, "node-2", seed, d2.path()))
+    let n2 = Node::start(config(pki, "node-2", n1.gossip_addr(), d2))
         .await
         .expect("node-2 starts");
     converge(&[n1.clone(), n2.clone()], 2).await;
+    (n1, n2)
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_from_an_older_snapshot_ends_with_the_newer_values() {
+    let (pki, d1, d2) = (Pki::new("shoal"), tempdir(), tempdir());
+    let (n1, n2) = start_pair(&pki, d1.path(), d2.path()).await;
     for k in ["a", "b", "c"] {
         run(&n1, &["SET", k, "old"]).await;
     }
@@ -76,7 +84,7 @@ async fn a_node_restarted_from_an_older_snapshot_ends_with_the_newer_values() {
     run(&n1, &["SET", "a", "new"]).await;
     run(&n1, &["DEL", "b"]).await;
 
-    let n2 = Node::start(config(&pki, "node-2", seed, d2.path()))
+    let n2 = Node::start(config(&pki, "node-2", n1.gossip_addr(), d2.path()))
         .await
         .expect("node-2 restarts");
     let loaded = n2
@@ -103,18 +111,8 @@ async fn a_node_restarted_from_an_older_snapshot_ends_with_the_newer_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_saved_in_a_snapshot_survives_a_restart_and_wins_over_an_older_copy() {
-    let pki = Pki::new("shoal");
-    pki.issue("node-1");
-    pki.issue("node-2");
-    let d1 = tempfile::tempdir().expect("tempdir");
-    let d2 = tempfile::tempdir().expect("tempdir");
-    let n1 = Node::start(config(&pki, "node-1", None, d1.path()))
-        .await
-        .expect("node-1 starts");
-    let n2 = Node::start(config(&pki, "node-2", n1.gossip_addr(), d2.path()))
-        .await
-        .expect("node-2 starts");
-    converge(&[n1.clone(), n2.clone()], 2).await;
+    let (pki, d1, d2) = (Pki::new("shoal"), tempdir(), tempdir());
+    let (n1, n2) = start_pair(&pki, d1.path(), d2.path()).await;
     run(&n1, &["SET", "gone", "v"]).await;
     run(&n1, &["SET", "kept", "v"]).await;
     assert_eq!(local(&n2, "gone").as_deref(), Some("v"), "replicated");
