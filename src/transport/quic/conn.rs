@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use quinn::{ConnectionError, RecvStream, SendStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
@@ -22,22 +24,29 @@ use crate::transport::{Incoming, TransportError};
 
 /// Receive from `peer` until it closes or the transport shuts down, then
 /// forget it in the cache.
+///
+/// The connection's requests are answered inside this task, as futures it
+/// polls alongside its reads, not as tasks of their own: a request then
+/// costs no spawn, and its wake-ups stay on the thread that drives the
+/// connection instead of waking an idle worker to steal it. They still run
+/// concurrently (a replicated write waiting for its replica does not hold
+/// up the next request); they end with the connection or at shutdown.
 pub async fn drive(inner: Arc<Inner>, peer: PeerConn) {
     let addr = peer.conn.remote_address();
     let stop = inner.shutdown.clone();
+    let stopped = stop.wait();
+    tokio::pin!(stopped);
+    let mut serving = FuturesUnordered::new();
     loop {
         tokio::select! {
-            _ = stop.wait() => break,
+            _ = &mut stopped => break,
+            Some(()) = serving.next(), if !serving.is_empty() => {}
             dg = peer.conn.read_datagram() => match dg {
                 Ok(payload) => deliver_datagram(&inner, &peer, addr, payload),
                 Err(e) => { closed(&inner, &peer, &e); break; }
             },
             bi = peer.conn.accept_bi() => match bi {
-                Ok((send, recv)) => {
-                    let inner2 = inner.clone();
-                    let from = peer.clone();
-                    inner.tasks.spawn(async move { serve_request(inner2, from, send, recv).await });
-                }
+                Ok((send, recv)) => serving.push(serve_request(inner.clone(), peer.clone(), send, recv)),
                 Err(e) => { closed(&inner, &peer, &e); break; }
             },
         }
@@ -127,12 +136,9 @@ async fn serve_request(
         inner.incoming.send(msg).await.ok()?;
         rx.await.ok()
     };
-    // Shutdown does not wait for the application's answer.
-    let stop = inner.shutdown.clone();
-    let reply = tokio::select! {
-        _ = stop.wait() => None,
-        r = timeout(deadline, reply) => r.ok().flatten(),
-    };
+    // Shutdown does not wait for the application's answer: the driver
+    // drops this future.
+    let reply = timeout(deadline, reply).await.ok().flatten();
     let Some(reply) = reply else {
         let _ = send.reset(NO_REPLY);
         return;
