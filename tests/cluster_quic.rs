@@ -35,6 +35,17 @@ async fn every_key_reachable_from_every_node(n: usize, keys_per_node: usize) {
         for (key, value) in &written {
             let got: Option<String> = con.get(key).await.expect("GET through any node");
             assert_eq!(got.as_deref(), Some(value.as_str()), "{key}");
+            // MEMORY USAGE names its key too: it runs on the key's owner.
+            let usage: Option<i64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .query_async(con)
+                .await
+                .expect("MEMORY USAGE through any node");
+            assert!(
+                usage.is_some_and(|b| b > 0),
+                "MEMORY USAGE {key}: {usage:?}"
+            );
         }
     }
     let state = nodes[0].cluster_state().expect("cluster");

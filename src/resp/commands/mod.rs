@@ -149,7 +149,15 @@ impl CommandSpec {
 
     /// The key arguments of a request for this command, from the table's
     /// (first, last, step): what the cluster router hashes to find owners.
+    /// `MEMORY USAGE key` is the one container command with a key: its
+    /// subcommand's key spec (position 2) counts, as in Redis.
     pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        if self.name == "memory"
+            && args.len() >= 3
+            && args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"usage"))
+        {
+            return args[2..3].iter().step_by(1);
+        }
         let first = self.first_key.max(0) as usize;
         let last = if self.last_key < 0 {
             args.len() as i64 + i64::from(self.last_key)
