@@ -201,12 +201,21 @@ async fn sample_loop(args: &Args, cluster: &mut SoakCluster, meter: &Meter) -> R
         let secs = last.elapsed().as_secs_f64();
         last = Instant::now();
         let mut used = Vec::new();
+        // The allocator's count (printed, not in the CSV): RSS should
+        // follow it, `used_memory` stays under maxmemory less the overhead.
+        let mut alloc = Vec::new();
         for n in &cluster.nodes {
-            let u = info(n.resp)
-                .await
-                .ok()
-                .and_then(|i| i.get("used_memory")?.parse().ok());
-            used.push(u.unwrap_or(0));
+            let i = info(n.resp).await.ok();
+            let field = |name: &str| -> u64 {
+                i.as_ref()
+                    .and_then(|i| i.get(name)?.parse().ok())
+                    .unwrap_or(0)
+            };
+            used.push(field("used_memory"));
+            alloc.push(format!(
+                "{:.1}",
+                field("allocator_allocated") as f64 / 1048576.0
+            ));
         }
         let s = Sample {
             t: start.elapsed().as_secs_f64().round() as u64,
@@ -223,13 +232,14 @@ async fn sample_loop(args: &Args, cluster: &mut SoakCluster, meter: &Meter) -> R
             .map(|k| format!("{:.1}", *k as f64 / 1024.0))
             .collect();
         println!(
-            "{:>5} {:>26} {:>9.0} {:>8.2} {:>8.2} {:>6}",
+            "{:>5} {:>26} {:>9.0} {:>8.2} {:>8.2} {:>6}   alloc_mib {}",
             s.t,
             rss.join(" "),
             s.ops_per_s,
             s.p50_ms,
             s.p99_ms,
-            s.errors
+            s.errors,
+            alloc.join(" ")
         );
         samples.push(s);
         // Written after every sample, so a run cut short keeps its data.

@@ -13,6 +13,8 @@
 //! - [`admin`]: the admin HTTP endpoint (metrics, health, status page).
 //! - [`hotkeys`]: hot keys at the primary; near-cache invalidation.
 //! - [`persist`]: snapshots to `--data-dir` (SAVE, BGSAVE, shutdown, load).
+//! - [`memory`]: the counting allocator and the guard that keeps the
+//!   process under `maxmemory`.
 
 #![deny(unsafe_code)]
 
@@ -24,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod hotkeys;
 pub mod membership;
+pub mod memory;
 pub mod node;
 pub mod persist;
 pub mod proto;

@@ -14,6 +14,11 @@ mod cli_status;
 mod cli_status_resp;
 mod cli_up;
 
+/// Counts the bytes the process allocates, so a node keeps its real
+/// footprint under `maxmemory` (see `shoal::memory`).
+#[global_allocator]
+static ALLOC: shoal::memory::CountingAlloc = shoal::memory::CountingAlloc;
+
 /// Shoal: a peer-to-peer distributed cache that speaks the Redis protocol.
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about, long_about = None)]

@@ -113,6 +113,9 @@ struct Inner {
     shutdown: Shutdown,
     /// Owns every task.
     tasks: TaskSet,
+    /// Counts this node among the process's nodes (the memory guard acts
+    /// only when there is one).
+    _claim: crate::memory::NodeClaim,
 }
 
 /// Datagrams waiting for the membership task; more are dropped.
@@ -212,6 +215,8 @@ impl Node {
             cluster.as_ref().map(|c| c.router.clone()),
             shutdown.clone(),
         ));
+        let claim = crate::memory::NodeClaim::new();
+        tasks.spawn(crate::memory::guard::run(store.clone(), shutdown.clone()));
         tasks.spawn(server.run(shutdown.clone()));
         Ok(Node {
             inner: Arc::new(Inner {
@@ -224,6 +229,7 @@ impl Node {
                 hot,
                 shutdown,
                 tasks,
+                _claim: claim,
             }),
         })
     }

@@ -315,7 +315,22 @@ fn store_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {
         "shoal_memory_limit_bytes",
         "The memory limit (maxmemory); 0 = none.",
         s.store.maxmemory() as f64,
-    )
+    )?;
+    gauge(
+        e,
+        "shoal_memory_overhead_bytes",
+        "Bytes counted against the limit besides the store's charge: what the process allocated beyond its empty footprint and the store's charge, plus a reserve for heap fragmentation (shoal serve only; 0 otherwise).",
+        s.store.overhead() as f64,
+    )?;
+    if let Some(alloc) = crate::memory::allocated() {
+        gauge(
+            e,
+            "shoal_allocator_allocated_bytes",
+            "Bytes of the chunks malloc handed out to the process (counting allocator).",
+            alloc as f64,
+        )?;
+    }
+    Ok(())
 }
 
 fn resp_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {

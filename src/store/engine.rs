@@ -37,6 +37,11 @@ pub struct Store {
     pub(super) seed: u64,
     /// `maxmemory` in bytes; 0 = unlimited.
     maxmemory: AtomicU64,
+    /// Bytes the process holds beyond what the store charges (set by the
+    /// node's memory guard from the allocator's count; 0 otherwise): the
+    /// limit eviction works to is `maxmemory` less this, see
+    /// [`Store::limit`].
+    overhead: AtomicU64,
     /// Index of the policy in [`EvictionPolicy::ALL`].
     policy: AtomicU8,
     /// Last version stamped (per-node monotone clock).
@@ -101,6 +106,7 @@ impl Store {
             parts: (0..p).map(|_| Mutex::new(Partition::new())).collect(),
             seed: rand::random(),
             maxmemory: AtomicU64::new(cfg.maxmemory),
+            overhead: AtomicU64::new(0),
             policy: AtomicU8::new(policy_index(cfg.policy)),
             version: AtomicU64::new(0),
             counters: Counters::default(),
@@ -492,6 +498,32 @@ impl Store {
     /// The current memory limit (0 = unlimited).
     pub fn maxmemory(&self) -> u64 {
         self.maxmemory.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the process holds beyond the store's charge, as last set by
+    /// [`set_overhead`](Self::set_overhead).
+    pub fn overhead(&self) -> u64 {
+        self.overhead.load(Ordering::Relaxed)
+    }
+
+    /// Tell the store how many bytes the process holds beyond what the
+    /// store charges (connection buffers, replication queues, table and
+    /// slab slack, allocator rounding): eviction then keeps `used_memory`
+    /// under `maxmemory - overhead`, so that the process's memory above its
+    /// empty footprint stays under `maxmemory`. Takes effect on the next
+    /// writes, as a lower `maxmemory` does.
+    pub fn set_overhead(&self, bytes: u64) {
+        self.overhead.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The limit eviction works to: `maxmemory` less the overhead, but
+    /// never below half of `maxmemory` (a burst of connection buffers or
+    /// queued replication must not evict all the data: past that floor the
+    /// process goes over its budget rather than empty the cache). 0 =
+    /// unlimited.
+    pub fn limit(&self) -> u64 {
+        let max = self.maxmemory();
+        max.saturating_sub(self.overhead()).max(max / 2)
     }
 
     /// Change the memory limit at run time (CONFIG SET maxmemory). Evicts

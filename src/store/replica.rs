@@ -369,7 +369,7 @@ impl Store {
     /// Whether storing `rec`'s value as a new key would take the store
     /// over its limit (a tombstone never does: it is always kept).
     fn is_full_for(&self, rec: &Record) -> bool {
-        let max = self.maxmemory();
+        let max = self.limit();
         match &rec.body {
             Body::Value { value, .. } if max > 0 => {
                 let cost = entry_cost(rec.key.len(), value.len());

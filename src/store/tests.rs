@@ -454,3 +454,53 @@ fn mass_deletes_shrink_the_partitions() {
         assert!(s.get(&key(i), T0).is_some());
     }
 }
+
+#[test]
+fn an_overhead_makes_every_policy_evict_earlier() {
+    let per = entry_cost(12, 20);
+    for policy in EvictionPolicy::ALL {
+        if policy == EvictionPolicy::NoEviction {
+            continue;
+        }
+        let with = store(64, per * 100, policy);
+        with.set_overhead(per * 40);
+        assert_eq!(with.limit(), per * 60);
+        let without = store(64, per * 100, policy);
+        for i in 0..1000 {
+            let ttl = Some(T0.plus(1_000 + i as u64));
+            with.set(&key(i), val(20), ttl, T0).unwrap();
+            without.set(&key(i), val(20), ttl, T0).unwrap();
+            // Within one entry of the lowered limit, as without overhead
+            // within one entry of maxmemory (the queues' growth is
+            // estimated).
+            let used = with.stats().used_memory;
+            assert!(used <= per * 61, "{policy} after {i}: {used}");
+        }
+        let (a, b) = (with.stats().keys, without.stats().keys);
+        assert!(a <= 60 && a < b, "{policy}: {a} keys with, {b} without");
+    }
+}
+
+#[test]
+fn an_overhead_never_takes_the_limit_below_half_of_maxmemory() {
+    let per = entry_cost(12, 20);
+    let s = store(64, per * 100, EvictionPolicy::AllKeysLru);
+    s.set_overhead(per * 1000);
+    assert_eq!(s.limit(), per * 50);
+    for i in 0..1000 {
+        s.set(&key(i), val(20), None, T0).unwrap();
+    }
+    let used = s.stats().used_memory;
+    assert!((per * 45..=per * 50).contains(&used), "used {used}");
+}
+
+#[test]
+fn noeviction_refuses_writes_past_the_lowered_limit() {
+    let per = entry_cost(12, 20);
+    let s = store(64, per * 100, EvictionPolicy::NoEviction);
+    s.set_overhead(per * 40);
+    let stored = (0..100)
+        .filter(|&i| s.set(&key(i), val(20), None, T0).is_ok())
+        .count();
+    assert!(stored <= 60, "stored {stored}");
+}

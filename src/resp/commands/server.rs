@@ -192,7 +192,8 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
                 "# Memory\r\nused_memory:{}\r\nused_memory_human:{}\r\nmaxmemory:{max}\r\n\
                  maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nevict_marks:{}\r\n\
                  evict_marks_bytes:{}\r\nevict_marks_cap_bytes:{}\r\nlossy_partitions:{}\r\n\
-                 tombstones:{}\r\ntombstones_bytes:{}\r\nrepair_inserts_refused:{}\r\n",
+                 tombstones:{}\r\ntombstones_bytes:{}\r\nrepair_inserts_refused:{}\r\n\
+                 used_memory_overhead:{}\r\nmaxmemory_effective:{}\r\n{}",
                 store.used_memory,
                 human(store.used_memory),
                 human(max),
@@ -203,7 +204,10 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
                 marks.lossy_partitions,
                 marks.tombstones,
                 marks.tombstone_bytes,
-                marks.refused
+                marks.refused,
+                shared.store.overhead(),
+                shared.store.limit(),
+                process_memory()
             )
         }
         "stats" => write!(
@@ -398,4 +402,36 @@ fn memory(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult
         return Err(CmdError::unknown_sub(sub, "MEMORY"));
     }
     Ok(())
+}
+
+/// INFO memory's process figures (after `used_memory_overhead`: bytes
+/// counted against `maxmemory` besides the store's charge, set by the
+/// memory guard, see `crate::memory::guard`; and `maxmemory_effective`:
+/// the limit `used_memory` is held under): `used_memory_rss` (resident
+/// set size), and when the counting allocator is installed (`shoal serve`)
+/// `allocator_allocated` (bytes of the chunks malloc handed out, Redis's
+/// name and meaning), `used_memory_startup` (what the process allocated
+/// while the store was empty: the guard's baseline) and
+/// `mem_fragmentation_ratio` (RSS / `allocator_allocated`; RSS includes
+/// the binary and thread stacks, so it is high on an empty node).
+fn process_memory() -> String {
+    let mut t = String::new();
+    let rss = crate::memory::rss();
+    if let Some(rss) = rss {
+        let _ = write!(t, "used_memory_rss:{rss}\r\n");
+    }
+    if let Some(alloc) = crate::memory::allocated() {
+        let _ = write!(t, "allocator_allocated:{alloc}\r\n");
+        if let Some(base) = crate::memory::baseline() {
+            let _ = write!(t, "used_memory_startup:{base}\r\n");
+        }
+        if let Some(rss) = rss.filter(|_| alloc > 0) {
+            let _ = write!(
+                t,
+                "mem_fragmentation_ratio:{:.2}\r\n",
+                rss as f64 / alloc as f64
+            );
+        }
+    }
+    t
 }

@@ -67,7 +67,8 @@ pub(crate) fn with_part<R>(
     Some(f(&mut guard, None))
 }
 
-/// Evict until `need` more bytes fit under `maxmemory`, or fail.
+/// Evict until `need` more bytes fit under the limit ([`Store::limit`]:
+/// `maxmemory` less the process overhead), or fail.
 pub(crate) fn make_room(
     store: &Store,
     held: &mut Held<'_>,
@@ -80,7 +81,7 @@ pub(crate) fn make_room(
         need
     };
     for _ in 0..MAX_VICTIMS {
-        let max = store.maxmemory();
+        let max = store.limit();
         if max == 0 || store.used().saturating_add(need) <= max {
             return Ok(());
         }

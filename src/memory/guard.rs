@@ -1,0 +1,182 @@
+//! The memory guard: one task per node that keeps what the process
+//! allocates, above its empty footprint, under `maxmemory`.
+//!
+//! # What this module owns
+//! Every [`TICK`] it reads the allocator's count ([`super::allocated`]) and
+//! the store's charge (`used_memory`) and sets the store's overhead:
+//!
+//! ```text
+//! overhead = allocated - baseline - used_memory     (0 if negative)
+//! ```
+//!
+//! where `baseline` is what the process allocated while the store was
+//! empty (the lowest figure seen then; fixed once data arrives), plus a
+//! fixed reserve of `maxmemory / `[`HEAP_RESERVE_SHARE`] for the free
+//! holes glibc keeps inside its heap (see below). Eviction then keeps
+//! `used_memory <= maxmemory - overhead`, i.e.
+//! `allocated - baseline <= maxmemory - reserve`.
+//!
+//! # Why a reserve
+//! The allocator's count matches glibc's own "in use" figure to within
+//! 0.5 %, but RSS follows the heap's size, not its use: measured with
+//! `malloc_stats()` after churning 512-byte values at the limit, the heap
+//! held 10-20 % more than was in use, in holes smaller than a page, so
+//! `malloc_trim` returns almost nothing and one arena
+//! (`MALLOC_ARENA_MAX=1`) holds as much as two. Counting the heap's size
+//! instead (mallinfo `arena`) is no cure: it does not shrink when keys are
+//! evicted, so the limit would ratchet down to its floor. The store floors that limit at
+//! half of `maxmemory` (see [`Store::limit`](crate::store::Store::limit)). A negative overhead (the
+//! store charging more than the allocator handed out) is not turned into
+//! a higher limit: `maxmemory` stays the ceiling of `used_memory`.
+//!
+//! Every [`TRIM_EVERY`] ticks it also compares RSS with the count and asks
+//! glibc to return free pages ([`super::trim`]) when RSS runs more than
+//! [`TRIM_SLACK`] above it.
+//!
+//! # What it must not do
+//! Run when the process hosts several nodes (their allocations cannot be
+//! told apart: it then clears the overhead and ends), or when the counting
+//! allocator is not installed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// How often the overhead is recomputed.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// RSS is compared with the count every this many ticks (1 s).
+pub const TRIM_EVERY: u64 = 10;
+
+/// `malloc_trim` runs when RSS exceeds the count by more than this share
+/// of it (1/8) ...
+pub const TRIM_SLACK: u64 = 8;
+
+/// ... and by at least this many bytes.
+pub const TRIM_MIN_BYTES: u64 = 8 << 20;
+
+/// A reserve of `maxmemory / HEAP_RESERVE_SHARE` (6.25 %) is added to the
+/// overhead for the heap's free holes (see the module docs).
+pub const HEAP_RESERVE_SHARE: u64 = 16;
+
+/// The guard's state between ticks (pure: tests drive it with figures).
+#[derive(Debug, Default)]
+pub struct Guard {
+    /// Bytes allocated by the empty node, once measured.
+    baseline: Option<u64>,
+}
+
+impl Guard {
+    /// A guard that has measured nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The baseline measured so far.
+    pub fn baseline(&self) -> Option<u64> {
+        self.baseline
+    }
+
+    /// One measurement: `allocated` by the process, `used` charged by the
+    /// store, `empty` if the store holds nothing. Returns the overhead.
+    pub fn observe(&mut self, allocated: u64, used: u64, empty: bool) -> u64 {
+        let outside = allocated.saturating_sub(used);
+        let base = match self.baseline {
+            None => outside,
+            Some(b) if empty => b.min(outside),
+            Some(b) => b,
+        };
+        self.baseline = Some(base);
+        outside.saturating_sub(base)
+    }
+}
+
+/// Run the guard for `store` until shutdown. Returns at once when the
+/// counting allocator is not installed.
+pub async fn run(store: Arc<Store>, shutdown: Shutdown) {
+    if super::allocated().is_none() {
+        return;
+    }
+    let mut guard = Guard::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        if super::nodes_in_process() > 1 {
+            store.set_overhead(0);
+            tracing::info!("memory guard off: several nodes share this process");
+            return;
+        }
+        let Some(allocated) = super::allocated() else {
+            return;
+        };
+        let st = store.stats();
+        let reserve = store.maxmemory() / HEAP_RESERVE_SHARE;
+        let overhead = guard.observe(allocated, st.used_memory, st.keys == 0);
+        store.set_overhead(overhead + reserve);
+        if let Some(b) = guard.baseline() {
+            super::BASELINE.store(b.max(1), std::sync::atomic::Ordering::Relaxed);
+        }
+        n += 1;
+        if n % TRIM_EVERY == 0 {
+            maybe_trim(allocated);
+        }
+    }
+}
+
+/// Return free heap pages to the OS if RSS is well above the count.
+fn maybe_trim(allocated: u64) {
+    let Some(rss) = super::rss() else {
+        return;
+    };
+    let slack = (allocated / TRIM_SLACK).max(TRIM_MIN_BYTES);
+    if rss <= allocated.saturating_add(slack) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    super::trim();
+    tracing::debug!(
+        rss,
+        allocated,
+        after = super::rss().unwrap_or(0),
+        took_us = started.elapsed().as_micros() as u64,
+        "malloc_trim"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overhead_is_what_the_process_holds_beyond_the_store_and_its_empty_footprint() {
+        let mut g = Guard::new();
+        assert_eq!(g.observe(10_000, 0, true), 0);
+        assert_eq!(g.baseline(), Some(10_000));
+        // 5,000 charged, 7,000 more allocated: 2,000 the store does not see.
+        assert_eq!(g.observe(17_000, 5_000, false), 2_000);
+    }
+
+    #[test]
+    fn baseline_follows_the_lowest_empty_figure_then_stays() {
+        let mut g = Guard::new();
+        g.observe(12_000, 0, true);
+        g.observe(9_000, 0, true);
+        assert_eq!(g.baseline(), Some(9_000));
+        g.observe(5_000, 0, false);
+        assert_eq!(g.baseline(), Some(9_000));
+    }
+
+    #[test]
+    fn a_store_that_charges_more_than_was_allocated_gets_no_overhead() {
+        let mut g = Guard::new();
+        g.observe(10_000, 0, true);
+        assert_eq!(g.observe(12_000, 4_000, false), 0);
+    }
+}
