@@ -263,3 +263,130 @@ async fn a_pipeline_of_large_values_goes_partly_unbatched_and_keeps_the_order() 
     assert!(replies == expected, "replies differ from the expected ones");
     stop(nodes).await;
 }
+
+/// Replicate requests node-1 has sent so far.
+fn replicate_requests(node: &Node) -> u64 {
+    let repl = node.router().and_then(|r| r.replication().cloned());
+    repl.expect("replication on")
+        .stats
+        .requests
+        .load(Ordering::SeqCst)
+}
+
+/// Check that every replica of `key` (by node-1's ring) holds `value`.
+fn on_every_replica(nodes: &[Node], key: &str, value: Option<&str>) {
+    let st = nodes[0].cluster_state().expect("cluster mode");
+    let replicas = st
+        .ring
+        .replicas(partition_of(key.as_bytes(), st.ring.partitions()));
+    assert_eq!(replicas.len(), 2, "R = 2");
+    for r in replicas {
+        let node = nodes.iter().find(|n| n.name() == Some(r)).expect("member");
+        let held = node
+            .store()
+            .get(key.as_bytes(), shoal::store::UnixMillis::now());
+        assert_eq!(held.as_deref(), value.map(str::as_bytes), "{key} on {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_here_and_elsewhere_in_one_pipeline_keep_the_order_and_reach_every_replica() {
+    let (_pki, nodes, mut raw) = cluster().await;
+    let here = keys_owned_by(&nodes[0], "node-1", 30, "here");
+    let two = keys_owned_by(&nodes[0], "node-2", 3, "two");
+    let three = keys_owned_by(&nodes[0], "node-3", 3, "three");
+    let (h, t, u) = (
+        |i: usize| here[i].as_bytes(),
+        |i: usize| two[i].as_bytes(),
+        |i: usize| three[i].as_bytes(),
+    );
+    let values: Vec<String> = (0..here.len()).map(|i| format!("v{i}")).collect();
+    // First a run of distinct writes here among forwarded ones: they share
+    // their replicas' requests.
+    let mut reqs: Vec<Vec<&[u8]>> = vec![vec![b"GET", h(0)]];
+    for (i, v) in values.iter().enumerate() {
+        reqs.push(vec![b"SET", h(i), v.as_bytes()]);
+        if i < 3 {
+            reqs.push(vec![b"SET", t(i), b"2"]);
+            reqs.push(vec![b"SET", u(i), b"3"]);
+        }
+    }
+    let requests0 = replicate_requests(&nodes[0]);
+    let replies = pipeline(&mut raw, &reqs).await;
+    let mut expected = vec![Frame::Null];
+    expected.extend(std::iter::repeat_n(simple("OK"), reqs.len() - 1));
+    assert_eq!(replies, expected);
+    let sent = replicate_requests(&nodes[0]) - requests0;
+    assert!(
+        sent <= 10,
+        "{} writes here sent {sent} Replicate requests (one each before)",
+        here.len()
+    );
+
+    // Then repeated keys, reads behind writes here, forwarded reads and
+    // writes, a split read and a barrier, in one pipeline.
+    let reqs: Vec<Vec<&[u8]>> = vec![
+        vec![b"GET", h(1)],
+        vec![b"SET", h(0), b"w0"],
+        vec![b"GET", h(0)],
+        vec![b"APPEND", h(1), b"-x"],
+        vec![b"GET", t(0)],
+        vec![b"GET", h(1)],
+        vec![b"INCR", h(2)],
+        vec![b"SET", t(0), b"t0"],
+        vec![b"DEL", h(3)],
+        vec![b"GET", h(3)],
+        vec![b"INCRBY", h(2), b"5"],
+        vec![b"GET", t(0)],
+        vec![b"MGET", h(0), u(0)],
+        vec![b"SET", h(4), b"z"],
+        vec![b"PING"],
+        vec![b"GET", h(4)],
+        vec![b"EXISTS", h(3)],
+        vec![b"SET", h(0), b"last"],
+    ];
+    let replies = pipeline(&mut raw, &reqs).await;
+    assert_eq!(
+        replies,
+        vec![
+            bulk("v1"),
+            simple("OK"),
+            bulk("w0"),
+            int(4),
+            bulk("2"),
+            bulk("v1-x"),
+            Frame::Error(Bytes::from_static(
+                b"ERR value is not an integer or out of range"
+            )),
+            simple("OK"),
+            int(1),
+            Frame::Null,
+            Frame::Error(Bytes::from_static(
+                b"ERR value is not an integer or out of range"
+            )),
+            bulk("t0"),
+            Frame::Array(vec![bulk("w0"), bulk("3")]),
+            simple("OK"),
+            simple("PONG"),
+            bulk("z"),
+            int(0),
+            simple("OK"),
+        ]
+    );
+    // Acknowledged writes are on both replicas.
+    let mut finals: Vec<(&str, Option<&str>)> = vec![
+        (&here[0], Some("last")),
+        (&here[1], Some("v1-x")),
+        (&here[2], Some("v2")),
+        (&here[3], None),
+        (&here[4], Some("z")),
+        (&two[0], Some("t0")),
+    ];
+    for (i, v) in values.iter().enumerate().skip(5) {
+        finals.push((&here[i], Some(v)));
+    }
+    for (k, v) in finals {
+        on_every_replica(&nodes, k, v);
+    }
+    stop(nodes).await;
+}

@@ -1,7 +1,8 @@
 //! Replication lanes on the in-memory network with paused tokio time:
 //! concurrent replicated writes to one replica share `Replicate` requests,
-//! a forwarded batch's writes travel in one request per replica, and every
-//! replica still holds every acknowledged value.
+//! a forwarded batch's writes travel in one request per replica, so do the
+//! writes a client pipelines to their own primary, and every replica still
+//! holds every acknowledged value.
 
 mod replication_support;
 
@@ -97,38 +98,58 @@ async fn concurrent_writes_share_replicate_requests_and_reach_every_replica() {
 async fn a_forwarded_batch_is_replicated_in_one_request_per_replica() {
     let net = shoal::transport::mem::MemNetwork::new();
     let nodes = cluster(&net, 3, 2).await;
-    let all: Vec<&Node> = nodes.iter().collect();
     // Pipelined through node 1, owned by node 2: one Batch to node 2.
-    let keys = keys_owned_by(&nodes, 2, "b", 100);
+    pipelined_sets_share_replicate_requests(&nodes, 2, "b").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_a_client_pipelines_to_this_node_are_replicated_in_one_request_per_replica() {
+    let net = shoal::transport::mem::MemNetwork::new();
+    let nodes = cluster(&net, 3, 2).await;
+    // Pipelined through node 1, owned by node 1: queued and applied at
+    // flush, not awaited one round trip each.
+    pipelined_sets_share_replicate_requests(&nodes, 1, "h").await;
+}
+
+/// A SET of `key` to `value`.
+fn set_args(key: &str, value: &str) -> [Bytes; 3] {
+    [
+        Bytes::from_static(b"SET"),
+        Bytes::from(key.to_string()),
+        Bytes::from(value.to_string()),
+    ]
+}
+
+/// Pipeline through node 1 SETs of 100 keys whose primary is node `owner`
+/// (1-based), and check that they were replicated in one request to each
+/// other replica the keys have (instead of one per write) and that every
+/// copy holds them.
+async fn pipelined_sets_share_replicate_requests(nodes: &[Node], owner: usize, prefix: &str) {
+    let keys = keys_owned_by(nodes, owner, prefix, 100);
     let mut pipe = OwnerPipeline::new(nodes[0].router().expect("cluster").clone());
     let (_, spec) = lookup(b"SET").expect("SET");
     for key in &keys {
-        let args = [
-            Bytes::from_static(b"SET"),
-            Bytes::from(key.clone()),
-            Bytes::from(format!("v-{key}")),
-        ];
-        assert!(pipe.offer(spec, &args, Proto::Resp2), "queued for node 2");
+        let args = set_args(key, &format!("v-{key}"));
+        assert!(pipe.offer(spec, &args, Proto::Resp2), "{key} queued");
     }
-    let req0 = requests(&nodes);
+    let (req0, writes0) = (requests(nodes), writes(nodes));
     let replies = pipe.flush().await;
     assert!(replies.iter().all(|r| r == "+OK\r\n"), "{replies:?}");
-    // The other replica of node 2's partitions is node 1 or node 3:
-    // one request to each replica the keys have, instead of one per write.
+    assert_eq!(writes(nodes) - writes0, keys.len() as u64);
     let st = nodes[0].cluster_state().expect("cluster");
     let others: std::collections::HashSet<_> = keys
         .iter()
         .flat_map(|k| st.ring.replicas(partition_of(k.as_bytes(), PARTITIONS)))
-        .filter(|r| Some(*r) != nodes[1].name())
+        .filter(|r| Some(*r) != nodes[owner - 1].name())
         .collect();
     assert_eq!(
-        requests(&nodes) - req0,
+        requests(nodes) - req0,
         others.len() as u64,
-        "{} writes to the replicas {others:?}",
+        "{} writes owned by node {owner} to the replicas {others:?}",
         keys.len()
     );
     let acked: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v-{k}"))).collect();
-    every_copy_holds(&all, &acked);
+    every_copy_holds(&nodes.iter().collect::<Vec<_>>(), &acked);
 }
 
 /// SET `keys` through `node` concurrently; the replies.
@@ -188,4 +209,49 @@ async fn a_failed_replicate_misses_its_writes_and_the_lane_serves_the_next_ones(
     assert!(replies.iter().all(|r| r == "+OK\r\n"), "{replies:?}");
     let acked: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), "two".into())).collect();
     every_copy_holds(&nodes.iter().collect::<Vec<_>>(), &acked);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_here_behind_a_queued_write_here_waits_in_the_pipeline() {
+    let net = shoal::transport::mem::MemNetwork::new();
+    let nodes = cluster(&net, 3, 2).await;
+    let mine = keys_owned_by(&nodes, 1, "w", 2);
+    let theirs = keys_owned_by(&nodes, 2, "w", 1).remove(0);
+    let mut pipe = OwnerPipeline::new(nodes[0].router().expect("cluster").clone());
+    let (_, set) = lookup(b"SET").expect("SET");
+    let (_, get) = lookup(b"GET").expect("GET");
+    let get_args = |k: &str| [Bytes::from_static(b"GET"), Bytes::from(k.to_string())];
+    let p = Proto::Resp2;
+    assert!(
+        !pipe.offer(get, &get_args(&mine[0]), p),
+        "nothing queued here: a read here runs inline"
+    );
+    assert!(pipe.offer(set, &set_args(&theirs, "t"), p), "forwarded");
+    assert!(
+        !pipe.offer(get, &get_args(&mine[0]), p),
+        "only forwarded commands queued: still inline"
+    );
+    assert!(pipe.offer(set, &set_args(&mine[0], "a"), p), "write here");
+    assert!(pipe.offer(get, &get_args(&mine[0]), p), "read behind it");
+    assert!(pipe.offer(set, &set_args(&mine[0], "b"), p), "write here");
+    assert!(pipe.offer(get, &get_args(&mine[1]), p), "any key here");
+    assert!(pipe.offer(get, &get_args(&mine[0]), p), "read behind it");
+    let replies = pipe.flush().await;
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+OK\r\n",
+            "$1\r\na\r\n",
+            "+OK\r\n",
+            "$-1\r\n",
+            "$1\r\nb\r\n"
+        ]
+    );
+    assert!(
+        !pipe.offer(get, &get_args(&mine[0]), p),
+        "flushed: a read here runs inline again"
+    );
+    let all: Vec<&Node> = nodes.iter().collect();
+    every_copy_holds(&all, &[(mine[0].clone(), "b".into()), (theirs, "t".into())]);
 }

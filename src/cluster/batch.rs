@@ -1,17 +1,24 @@
-//! Pipelined forwarding: a client's pipelined commands that run on other
+//! Pipelined commands: a client's pipelined commands that run on other
 //! nodes travel grouped by owner, one peer request per owner, owners in
-//! parallel, and their replies come back in the client's order.
+//! parallel; its replicated writes on this node apply at once and share
+//! their replicas' requests; every reply comes back in the client's order.
 //!
 //! # What this module owns
 //! - [`OwnerPipeline`], the [`Pipeline`] a client connection offers its
-//!   single-key data commands to: it keeps those whose primary is another
-//!   node and, at flush, sends each owner's group as one
-//!   [`Request::Batch`] through the owner's coalescing lane (a group of one
-//!   too, so `cluster_forward_batches` counts single commands as well);
-//! - the owner's side of a batch ([`serve`]): the commands start in the
-//!   order they came, each as a forwarded `Command` would, concurrently
-//!   except that a command sharing a key with an earlier one waits for it
-//!   when either writes (a replicated write finishes asynchronously);
+//!   data commands to. It keeps those whose primary is another node and,
+//!   at flush, sends each owner's group as one [`Request::Batch`] through
+//!   the owner's coalescing lane (a group of one too, so
+//!   `cluster_forward_batches` counts single commands as well). With
+//!   replication on, it also keeps the writes whose primary is this node,
+//!   and every command for this node behind one of them: at flush they run
+//!   here as an owner runs a batch it received ([`run_in_order`]), so their
+//!   replica legs share one `Replicate` request per replica instead of one
+//!   round trip each;
+//! - the owner's side of a batch ([`serve`], [`run_in_order`]): the
+//!   commands start in the order they came, each as a forwarded `Command`
+//!   would, concurrently except that a command sharing a key with an
+//!   earlier one waits for it when either writes (a replicated write
+//!   finishes asynchronously);
 //! - [`join_in_order`], which runs futures concurrently but polls them for
 //!   the first time in order, so commands whose work is synchronous (a
 //!   local read or write, the store part of a replicated write) apply in
@@ -22,10 +29,13 @@
 //! overtake the queued ones (see `resp::commands::execute_step`), and
 //! awaits the flush before reading more, so its commands for one owner are
 //! in one batch, in the client's order, and the owner applies them in that
-//! order. Commands for this node run inline while others are queued: their
-//! keys are not the queued commands' keys (another owner). The one gap: a
-//! command the owner itself has to forward again (views disagree during a
-//! membership change) is applied after the ones behind it that run there.
+//! order. Commands for this node run inline while others are queued only
+//! as long as no write for this node is queued: their keys are not the
+//! queued commands' keys (another owner). Once one is, every later command
+//! for this node is queued behind it and they run in order at flush. The
+//! one gap: a command the owner itself has to forward again (views
+//! disagree during a membership change) is applied after the ones behind
+//! it that run there.
 //!
 //! # What it must not do
 //! Know command semantics: it uses the router's plan and the same paths as
@@ -60,8 +70,8 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// One queued command.
 struct Queued {
-    /// The primary of its key when it was offered.
-    owner: NodeName,
+    /// The primary of its key when it was offered; `None`: this node.
+    owner: Option<NodeName>,
     /// Its command table row (for the failover path).
     spec: &'static CommandSpec,
     /// Name and arguments.
@@ -72,8 +82,8 @@ struct Queued {
 
 /// The commands of one owner, in the client's order.
 struct Group {
-    /// Where they go.
-    owner: NodeName,
+    /// Where they go; `None`: they run here.
+    owner: Option<NodeName>,
     /// Their protocol (a HELLO in between is a barrier, so one per batch in
     /// practice).
     proto: Proto,
@@ -81,14 +91,18 @@ struct Group {
     positions: Vec<usize>,
 }
 
-/// A connection's pipeline of commands owned by other nodes.
+/// A connection's pipeline of commands owned by other nodes, and of
+/// replicated writes (and what follows them) owned by this one.
 pub struct OwnerPipeline {
     /// Plans and sends.
     router: Arc<Router>,
     /// Commands taken since the last flush, in the client's order.
     queued: Vec<Queued>,
-    /// Bytes of their arguments.
+    /// Bytes of the arguments of those for other nodes (they travel).
     bytes: usize,
+    /// How many of them run here: while any does, every command for this
+    /// node is taken, so none runs inline ahead of a queued write.
+    here: usize,
 }
 
 impl OwnerPipeline {
@@ -98,12 +112,43 @@ impl OwnerPipeline {
             router,
             queued: Vec::new(),
             bytes: 0,
+            here: 0,
         }
+    }
+
+    /// Whether a command planned for this node is taken: a replicated
+    /// write (its replica leg waits for the flush, shared with the others),
+    /// or anything behind one. Everything else runs inline.
+    fn takes_here(&self, st: &ClusterState, spec: &CommandSpec) -> bool {
+        self.here > 0 || (spec.has(Flag::Write) && replicating(&self.router, st))
     }
 }
 
 impl Pipeline for OwnerPipeline {
     fn offer(&mut self, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> bool {
+        let st = self.router.current();
+        let owner = match Router::plan(&st, spec, args) {
+            Plan::One(owner) => owner,
+            Plan::Local if self.takes_here(&st, spec) => {
+                if !spec.has(Flag::Write)
+                    && let Some(hot) = self.router.hot.get()
+                {
+                    // As the inline path counts a local read.
+                    hot.observe_local(spec, args);
+                }
+                // Never declined (by size either): declined, a read would
+                // run inline ahead of the queued writes here.
+                self.here += 1;
+                self.queued.push(Queued {
+                    owner: None,
+                    spec,
+                    args: args.to_vec(),
+                    proto,
+                });
+                return true;
+            }
+            _ => return false,
+        };
         let size: usize = args.iter().map(Bytes::len).sum();
         if self.bytes + size > MAX_BATCH_BYTES {
             // The connection sends it alone after what is queued.
@@ -113,13 +158,9 @@ impl Pipeline for OwnerPipeline {
             // A hot key's GET: answered from (or fills) the near copy.
             return false;
         }
-        let st = self.router.current();
-        let Plan::One(owner) = Router::plan(&st, spec, args) else {
-            return false;
-        };
         self.bytes += size;
         self.queued.push(Queued {
-            owner,
+            owner: Some(owner),
             spec,
             args: args.to_vec(),
             proto,
@@ -134,6 +175,7 @@ impl Pipeline for OwnerPipeline {
     fn flush(&mut self) -> Deferred<Vec<Bytes>> {
         let queued = std::mem::take(&mut self.queued);
         self.bytes = 0;
+        self.here = 0;
         let commands = queued.iter().map(|q| (q.spec, q.args.as_slice()));
         let written = super::near_reads::written_keys(&self.router, commands);
         let sent = send_groups(self.router.clone(), queued);
@@ -141,8 +183,8 @@ impl Pipeline for OwnerPipeline {
     }
 }
 
-/// Group `queued` by owner, send the groups in parallel, and return the
-/// replies in the order of `queued`.
+/// Group `queued` by owner, send the groups in parallel (this node's runs
+/// here, alongside), and return the replies in the order of `queued`.
 async fn send_groups(router: Arc<Router>, queued: Vec<Queued>) -> Vec<Bytes> {
     let n = queued.len();
     let st = router.current();
@@ -170,7 +212,13 @@ async fn send_groups(router: Arc<Router>, queued: Vec<Queued>) -> Vec<Bytes> {
             .collect();
         let (router, st, owner, proto) = (router.clone(), st.clone(), g.owner.clone(), g.proto);
         legs.push(Box::pin(async move {
-            send_group(&router, &st, &owner, proto, cmds).await
+            match owner {
+                Some(owner) => send_group(&router, &st, &owner, proto, cmds).await,
+                None => {
+                    let commands = cmds.into_iter().map(|q| q.args).collect();
+                    run_in_order(&router, 0, proto, commands).await
+                }
+            }
         }));
     }
     let results = join_in_order(legs).await;
@@ -283,10 +331,7 @@ fn replicating(router: &Router, st: &ClusterState) -> bool {
     router.repl.get().is_some() && st.ring.replication() > 1 && st.ring.members().len() > 1
 }
 
-/// The owner's side of a [`Request::Batch`]: run each command as a
-/// forwarded `Command` with `hops` would run, applying them in order.
-/// The replicated writes started together share one `Replicate` request
-/// per replica (`repl_lane::together`).
+/// The owner's side of a [`Request::Batch`]: [`run_in_order`].
 pub(crate) async fn serve(
     router: &Arc<Router>,
     from: &NodeName,
@@ -306,6 +351,20 @@ pub(crate) async fn serve(
         router.stats.digest_mismatch.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = %from, theirs = digest, ours, "ring digests differ");
     }
+    Response::Replies(run_in_order(router, hops, proto, commands).await)
+}
+
+/// Run each of `commands` as a forwarded `Command` with `hops` would run
+/// (a client's own pipelined commands for this node: `hops` 0), applying
+/// them in order; one reply each, in order. The replicated writes started
+/// together share one `Replicate` request per replica
+/// (`repl_lane::together`).
+pub(crate) async fn run_in_order(
+    router: &Arc<Router>,
+    hops: u8,
+    proto: Proto,
+    commands: Vec<Vec<Bytes>>,
+) -> Vec<Bytes> {
     let mut replies = Vec::with_capacity(commands.len());
     let mut legs: Vec<Deferred<Bytes>> = Vec::new();
     let mut touched = Touched::default();
@@ -324,7 +383,7 @@ pub(crate) async fn serve(
         }));
     }
     replies.extend(together(join_in_order(legs)).await);
-    Response::Replies(replies)
+    replies
 }
 
 /// Keys of the legs of a batch that run concurrently, and which of them

@@ -1,11 +1,13 @@
 //! One client connection: read, parse every complete request in the buffer,
 //! execute them in order, write all replies with one write, repeat.
 //!
-//! In a cluster, the commands of a batch that run whole on another node are
-//! not awaited one by one: they are offered to the connection's
-//! [`Pipeline`], which sends them grouped by owner when the batch ends (or
-//! before a command that must not overtake them), and their replies are
-//! spliced into the write buffer at their requests' places.
+//! In a cluster, the commands of a batch that run whole on another node,
+//! and the replicated writes on this one, are not awaited one by one: they
+//! are offered to the connection's [`Pipeline`], which sends them grouped
+//! by owner (and applies this node's, their replica legs together) when
+//! the batch ends (or before a command that must not overtake them), and
+//! their replies are spliced into the write buffer at their requests'
+//! places.
 //!
 //! Owns the connection's buffers and [`Session`]; must not know any
 //! command's semantics (that is `commands`).
@@ -33,8 +35,8 @@ const BUF_SIZE: usize = 16 * 1024;
 /// Flush replies mid-batch once this many bytes are waiting.
 const FLUSH_AT: usize = 1024 * 1024;
 
-/// Most forwarded commands queued before the pipeline is flushed
-/// mid-batch (bounds a peer batch request and the work per wake-up).
+/// Most commands queued in the pipeline before it is flushed mid-batch
+/// (bounds a peer batch request and the work per wake-up).
 const MAX_QUEUED: usize = 256;
 
 /// A read shorter than this holds at most one ordinary request: no
@@ -266,9 +268,10 @@ impl Conn {
                             continue;
                         }
                         Step::Deferred(fut) => {
-                            // Runs elsewhere (split, aggregate, replicated
-                            // write): after what is queued, and awaited so
-                            // replies keep the order of requests.
+                            // Runs elsewhere (split, aggregate, a write the
+                            // pipeline did not take): after what is queued,
+                            // and awaited so replies keep the order of
+                            // requests.
                             self.resolve(shutdown).await?;
                             let bytes = tokio::select! {
                                 biased;

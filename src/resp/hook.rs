@@ -98,17 +98,23 @@ pub trait ClusterHook: Send + Sync + 'static {
     }
 }
 
-/// One connection's queue of commands that run whole on another node.
+/// One connection's queue of commands that run whole on another node, or
+/// that wait for a round trip here (a replicated write).
 ///
 /// The connection offers each data command of a pipelined batch; the
 /// commands taken are sent at [`Pipeline::flush`], grouped by owner (one
-/// request per owner, owners in parallel), and their replies come back in
-/// the order they were offered. The connection flushes before anything
-/// that must not overtake them (a command not taken that runs elsewhere,
-/// a connection- or node-level command) and at the end of each batch.
+/// request per owner, owners in parallel; a replicated write here applies
+/// then, its replica legs shared with the others'), and their replies come
+/// back in the order they were offered. The connection flushes before
+/// anything that must not overtake them (a command not taken that runs
+/// elsewhere, a connection- or node-level command) and at the end of each
+/// batch. A command not taken that runs inline on this node never shares a
+/// key with a queued one: once a command for this node is queued, every
+/// later one is taken too.
 pub trait Pipeline: Send {
     /// Take `args` (a data command of `spec`, already admitted) if it runs
-    /// whole on one other node; `false` leaves it to [`ClusterHook::route`].
+    /// whole on one other node, is a replicated write here, or runs here
+    /// behind one; `false` leaves it to [`ClusterHook::route`].
     fn offer(&mut self, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> bool;
 
     /// How many commands are queued.

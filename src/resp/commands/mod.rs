@@ -370,11 +370,13 @@ pub enum Step {
 }
 
 /// Like [`execute`], for a connection that pipelines forwarded commands:
-/// an admitted data command that runs whole on another node is offered to
-/// `pipeline` instead of being awaited; any other data command runs as
-/// [`execute`] runs it (one for this node runs at once: its keys are not
-/// those of any queued command); a connection- or node-level command is a
-/// [`Step::Barrier`] while commands are queued.
+/// an admitted data command is offered to `pipeline` first (it takes those
+/// that run whole on another node, replicated writes on this one, and
+/// whatever runs here behind such a write) instead of being awaited; any
+/// other data command runs as [`execute`] runs it (one the pipeline left
+/// to run here runs at once: its keys are not those of any queued
+/// command); a connection- or node-level command is a [`Step::Barrier`]
+/// while commands are queued.
 pub fn execute_step(
     session: &mut Session,
     shared: &Arc<Shared>,
