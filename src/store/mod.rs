@@ -20,8 +20,11 @@
 //! - Expired entries are invisible at once and reclaimed lazily on access and
 //!   actively by [`Store::expire_cycle`].
 //! - Memory is counted in bytes of keys, values and per-entry overhead; when a
-//!   write would take `used` over `maxmemory`, the policy evicts first or the
-//!   write fails with [`StoreError::OutOfMemory`].
+//!   write would take `used` over the limit, the policy evicts first or the
+//!   write fails with [`StoreError::OutOfMemory`]. The limit is `maxmemory`
+//!   less the overhead the node's memory guard measures in the process
+//!   ([`Store::set_overhead`], `crate::memory::guard`), floored at half of
+//!   `maxmemory` ([`Store::limit`]).
 //!
 //! # Layout
 //! - `types.rs`: the vocabulary (time, versions, partitions, policies).
