@@ -255,3 +255,19 @@ async fn a_command_here_behind_a_queued_write_here_waits_in_the_pipeline() {
     let all: Vec<&Node> = nodes.iter().collect();
     every_copy_holds(&all, &[(mine[0].clone(), "b".into()), (theirs, "t".into())]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_one_copy_a_pipelined_write_here_runs_inline() {
+    let net = shoal::transport::mem::MemNetwork::new();
+    let nodes = cluster(&net, 3, 1).await;
+    let mine = keys_owned_by(&nodes, 1, "one", 1).remove(0);
+    let theirs = keys_owned_by(&nodes, 2, "one", 1).remove(0);
+    let mut pipe = OwnerPipeline::new(nodes[0].router().expect("cluster").clone());
+    let (_, set) = lookup(b"SET").expect("SET");
+    assert!(pipe.offer(set, &set_args(&theirs, "t"), Proto::Resp2));
+    assert!(
+        !pipe.offer(set, &set_args(&mine, "m"), Proto::Resp2),
+        "no replica round trip to wait for: it runs at once"
+    );
+    assert_eq!(pipe.flush().await, ["+OK\r\n"]);
+}

@@ -4,7 +4,8 @@
 //! - [`state`]: the ring and members' addresses derived from the
 //!   membership view, republished on every change;
 //! - [`router`]: local vs forwarded execution, answering peers' requests;
-//! - [`batch`]: pipelined forwarding, grouped by owner;
+//! - [`batch`]: pipelined forwarding, grouped by owner, and a pipeline's
+//!   replicated writes on this node, replicated together;
 //! - `coalesce`: concurrent forwards to one owner share a request;
 //! - `repl_lane`: concurrent replicated writes to one replica share a
 //!   request;

@@ -10,9 +10,10 @@
 //! cost of a peer request is shared by many writes.
 //!
 //! Within one poll of [`together`] (the owner's side of a forwarded batch
-//! wraps its commands in it) no lane starts sending: every write the batch
-//! starts joins its lanes first, so a batch's writes are replicated in one
-//! request per replica.
+//! wraps its commands in it, and so does a client's pipeline for the writes
+//! whose primary is the node it talks to: `batch::run_in_order`) no lane
+//! starts sending: every write the batch starts joins its lanes first, so a
+//! batch's writes are replicated in one request per replica.
 //!
 //! # Acknowledgements
 //! Each unit learns whether the request that carried it was answered with
