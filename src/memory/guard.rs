@@ -70,9 +70,11 @@ pub const TRIM_SLACK: u64 = 8;
 /// ... and by at least this many bytes.
 pub const TRIM_MIN_BYTES: u64 = 8 << 20;
 
-/// A reserve of `maxmemory / HEAP_RESERVE_SHARE` (6.25 %) is added to the
-/// overhead for the heap's free holes (see the module docs).
-pub const HEAP_RESERVE_SHARE: u64 = 16;
+/// A reserve of `maxmemory / HEAP_RESERVE_SHARE` (12.5 %) is added to the
+/// overhead for the heap's free holes (see the module docs): they measured
+/// 10-20 % of what was in use. With 1/16 the 600 s soak peaked at
+/// 83.2 MiB against its 84.9 MiB bar and RSS was still creeping up.
+pub const HEAP_RESERVE_SHARE: u64 = 8;
 
 /// The guard's state between ticks (pure: tests drive it with figures).
 #[derive(Debug, Default)]
