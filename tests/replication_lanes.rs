@@ -15,7 +15,7 @@ use shoal::cluster::batch::OwnerPipeline;
 use shoal::node::Node;
 use shoal::resp::codec::Proto;
 use shoal::resp::commands::lookup;
-use shoal::resp::hook::{ClusterHook, Pipeline, Routed};
+use shoal::resp::hook::{ClusterHook, Offer, Pipeline, Routed};
 use shoal::store::partition_of;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -130,7 +130,10 @@ async fn pipelined_sets_share_replicate_requests(nodes: &[Node], owner: usize, p
     let (_, spec) = lookup(b"SET").expect("SET");
     for key in &keys {
         let args = set_args(key, &format!("v-{key}"));
-        assert!(pipe.offer(spec, &args, Proto::Resp2), "{key} queued");
+        assert!(
+            pipe.offer(spec, &args, Proto::Resp2) == Offer::Taken,
+            "{key} queued"
+        );
     }
     let (req0, writes0) = (requests(nodes), writes(nodes));
     let replies = pipe.flush().await;
@@ -223,19 +226,37 @@ async fn a_command_here_behind_a_queued_write_here_waits_in_the_pipeline() {
     let get_args = |k: &str| [Bytes::from_static(b"GET"), Bytes::from(k.to_string())];
     let p = Proto::Resp2;
     assert!(
-        !pipe.offer(get, &get_args(&mine[0]), p),
+        pipe.offer(get, &get_args(&mine[0]), p) != Offer::Taken,
         "nothing queued here: a read here runs inline"
     );
-    assert!(pipe.offer(set, &set_args(&theirs, "t"), p), "forwarded");
     assert!(
-        !pipe.offer(get, &get_args(&mine[0]), p),
+        pipe.offer(set, &set_args(&theirs, "t"), p) == Offer::Taken,
+        "forwarded"
+    );
+    assert!(
+        pipe.offer(get, &get_args(&mine[0]), p) != Offer::Taken,
         "only forwarded commands queued: still inline"
     );
-    assert!(pipe.offer(set, &set_args(&mine[0], "a"), p), "write here");
-    assert!(pipe.offer(get, &get_args(&mine[0]), p), "read behind it");
-    assert!(pipe.offer(set, &set_args(&mine[0], "b"), p), "write here");
-    assert!(pipe.offer(get, &get_args(&mine[1]), p), "any key here");
-    assert!(pipe.offer(get, &get_args(&mine[0]), p), "read behind it");
+    assert!(
+        pipe.offer(set, &set_args(&mine[0], "a"), p) == Offer::Taken,
+        "write here"
+    );
+    assert!(
+        pipe.offer(get, &get_args(&mine[0]), p) == Offer::Taken,
+        "read behind it"
+    );
+    assert!(
+        pipe.offer(set, &set_args(&mine[0], "b"), p) == Offer::Taken,
+        "write here"
+    );
+    assert!(
+        pipe.offer(get, &get_args(&mine[1]), p) == Offer::Taken,
+        "any key here"
+    );
+    assert!(
+        pipe.offer(get, &get_args(&mine[0]), p) == Offer::Taken,
+        "read behind it"
+    );
     let replies = pipe.flush().await;
     assert_eq!(
         replies,
@@ -249,7 +270,7 @@ async fn a_command_here_behind_a_queued_write_here_waits_in_the_pipeline() {
         ]
     );
     assert!(
-        !pipe.offer(get, &get_args(&mine[0]), p),
+        pipe.offer(get, &get_args(&mine[0]), p) != Offer::Taken,
         "flushed: a read here runs inline again"
     );
     let all: Vec<&Node> = nodes.iter().collect();
@@ -264,9 +285,9 @@ async fn with_one_copy_a_pipelined_write_here_runs_inline() {
     let theirs = keys_owned_by(&nodes, 2, "one", 1).remove(0);
     let mut pipe = OwnerPipeline::new(nodes[0].router().expect("cluster").clone());
     let (_, set) = lookup(b"SET").expect("SET");
-    assert!(pipe.offer(set, &set_args(&theirs, "t"), Proto::Resp2));
+    assert!(pipe.offer(set, &set_args(&theirs, "t"), Proto::Resp2) == Offer::Taken);
     assert!(
-        !pipe.offer(set, &set_args(&mine, "m"), Proto::Resp2),
+        pipe.offer(set, &set_args(&mine, "m"), Proto::Resp2) != Offer::Taken,
         "no replica round trip to wait for: it runs at once"
     );
     assert_eq!(pipe.flush().await, ["+OK\r\n"]);

@@ -55,7 +55,8 @@ use super::state::ClusterState;
 use crate::proto::{Request, Response};
 use crate::resp::codec::Proto;
 use crate::resp::commands::{CommandSpec, Flag, lookup};
-use crate::resp::hook::{Deferred, Pipeline, Routed};
+use crate::resp::hook::{Deferred, Offer, Pipeline, Routed};
+use crate::ring::RingDigest;
 use crate::store::partition_of;
 use crate::transport::NodeName;
 
@@ -103,6 +104,10 @@ pub struct OwnerPipeline {
     /// How many of them run here: while any does, every command for this
     /// node is taken, so none runs inline ahead of a queued write.
     here: usize,
+    /// The ring digest the queued commands were planned under: once the
+    /// ring changed, a key may be queued for its old owner, so the next
+    /// command waits for the queue (it is flushed first).
+    planned: Option<RingDigest>,
 }
 
 impl OwnerPipeline {
@@ -113,6 +118,7 @@ impl OwnerPipeline {
             queued: Vec::new(),
             bytes: 0,
             here: 0,
+            planned: None,
         }
     }
 
@@ -125,8 +131,13 @@ impl OwnerPipeline {
 }
 
 impl Pipeline for OwnerPipeline {
-    fn offer(&mut self, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> bool {
+    fn offer(&mut self, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> Offer {
         let st = self.router.current();
+        if self.queued.is_empty() {
+            self.planned = Some(st.digest());
+        } else if self.planned != Some(st.digest()) {
+            return Offer::FlushFirst;
+        }
         let owner = match Router::plan(&st, spec, args) {
             Plan::One(owner) => owner,
             Plan::Local if self.takes_here(&st, spec) => {
@@ -145,18 +156,18 @@ impl Pipeline for OwnerPipeline {
                     args: args.to_vec(),
                     proto,
                 });
-                return true;
+                return Offer::Taken;
             }
-            _ => return false,
+            _ => return Offer::Declined,
         };
         let size: usize = args.iter().map(Bytes::len).sum();
         if self.bytes + size > MAX_BATCH_BYTES {
             // The connection sends it alone after what is queued.
-            return false;
+            return Offer::Declined;
         }
         if super::near_reads::runs_alone(&self.router, spec, args) {
             // A hot key's GET: answered from (or fills) the near copy.
-            return false;
+            return Offer::Declined;
         }
         self.bytes += size;
         self.queued.push(Queued {
@@ -165,7 +176,7 @@ impl Pipeline for OwnerPipeline {
             args: args.to_vec(),
             proto,
         });
-        true
+        Offer::Taken
     }
 
     fn queued(&self) -> usize {
@@ -176,6 +187,7 @@ impl Pipeline for OwnerPipeline {
         let queued = std::mem::take(&mut self.queued);
         self.bytes = 0;
         self.here = 0;
+        self.planned = None;
         let commands = queued.iter().map(|q| (q.spec, q.args.as_slice()));
         let written = super::near_reads::written_keys(&self.router, commands);
         let sent = send_groups(self.router.clone(), queued);
@@ -527,6 +539,63 @@ mod tests {
         assert!(
             !t.conflicts(&cmd(&["NOSUCH", "k"])),
             "unknown commands touch nothing"
+        );
+    }
+
+    /// A state of `members` (R = 1) as seen by `me`.
+    fn state_of(me: &str, members: &[&str]) -> Arc<ClusterState> {
+        let names: Vec<NodeName> = members.iter().map(NodeName::new).collect();
+        let ring = crate::ring::Ring::new(names, 64, 1).expect("ring");
+        Arc::new(ClusterState {
+            me: NodeName::new(me),
+            ring: Arc::new(ring),
+            peers: Default::default(),
+            view: Default::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_command_offered_after_the_ring_changed_waits_for_the_queue() {
+        let (tx, rx) = tokio::sync::watch::channel(state_of("a", &["a", "b"]));
+        let net = crate::transport::mem::MemNetwork::new();
+        let (transport, _incoming) = net.add_node("a", "127.0.0.1:1".parse().expect("addr"));
+        let store = Arc::new(crate::store::Store::new(Default::default()));
+        let router = Router::new(
+            crate::membership::ClusterId::new("c"),
+            rx,
+            transport,
+            store,
+            crate::resp::system_clock(),
+        );
+        let st = router.current();
+        let key = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| st.primary(partition_of(k.as_bytes(), 64)).as_str() == "b")
+            .expect("a key of b");
+        let set = |v: &'static str| {
+            vec![
+                Bytes::from_static(b"SET"),
+                Bytes::from(key.clone()),
+                Bytes::from_static(v.as_bytes()),
+            ]
+        };
+        let (_, spec) = lookup(b"SET").expect("SET");
+        let mut p = OwnerPipeline::new(router.clone());
+        assert_eq!(
+            p.offer(spec, &set("1"), Proto::Resp2),
+            Offer::Taken,
+            "b's key is queued for b"
+        );
+        // `a` now owns every key: the next SET of the key would run here,
+        // inline, ahead of the one queued for b.
+        tx.send(state_of("a", &["a"])).expect("send");
+        assert_eq!(p.offer(spec, &set("2"), Proto::Resp2), Offer::FlushFirst);
+        drop(p.flush());
+        assert_eq!(p.queued(), 0);
+        assert_eq!(
+            p.offer(spec, &set("2"), Proto::Resp2),
+            Offer::Declined,
+            "planned under the new ring once the queue is gone"
         );
     }
 

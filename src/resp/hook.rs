@@ -98,6 +98,20 @@ pub trait ClusterHook: Send + Sync + 'static {
     }
 }
 
+/// What a [`Pipeline`] did with an offered command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued; its reply comes with the flush.
+    Taken,
+    /// Not queued: the connection runs it as [`ClusterHook::route`] says
+    /// (a command for another node after what is queued; one for this node
+    /// inline).
+    Declined,
+    /// Not queued, and it must not run before the queued commands end:
+    /// the connection flushes them, then runs it.
+    FlushFirst,
+}
+
 /// One connection's queue of commands that run whole on another node, or
 /// that wait for a round trip here (a replicated write).
 ///
@@ -110,12 +124,14 @@ pub trait ClusterHook: Send + Sync + 'static {
 /// elsewhere, a connection- or node-level command) and at the end of each
 /// batch. A command not taken that runs inline on this node never shares a
 /// key with a queued one: once a command for this node is queued, every
-/// later one is taken too.
+/// later one is taken too; and once the ring changed under the queued
+/// commands (a key may then be queued for its old owner), the next command
+/// waits for them ([`Offer::FlushFirst`]).
 pub trait Pipeline: Send {
     /// Take `args` (a data command of `spec`, already admitted) if it runs
     /// whole on one other node, is a replicated write here, or runs here
-    /// behind one; `false` leaves it to [`ClusterHook::route`].
-    fn offer(&mut self, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> bool;
+    /// behind one.
+    fn offer(&mut self, spec: &'static CommandSpec, args: &[Bytes], proto: Proto) -> Offer;
 
     /// How many commands are queued.
     fn queued(&self) -> usize;

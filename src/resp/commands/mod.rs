@@ -41,7 +41,7 @@ pub use errors::{CmdError, CmdResult};
 use hashbrown::HashMap;
 pub use shoal::{KEY_HASH, PLACEMENT};
 
-use super::hook::{Deferred, Pipeline, Routed};
+use super::hook::{Deferred, Offer, Pipeline, Routed};
 use super::reply::Reply;
 use super::state::{Session, Shared};
 use crate::store::{Store, UnixMillis};
@@ -154,7 +154,9 @@ impl CommandSpec {
     pub fn keys<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
         if self.name == "memory"
             && args.len() >= 3
-            && args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"usage"))
+            && args
+                .get(1)
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"usage"))
         {
             return args[2..3].iter().step_by(1);
         }
@@ -393,12 +395,16 @@ pub fn execute_step(
             reply.error(&e.to_string());
             return Step::Done;
         }
-        if pipeline.offer(spec, args, reply.proto()) {
-            session
-                .meta
-                .last_cmd
-                .store(idx, std::sync::atomic::Ordering::Relaxed);
-            return Step::Queued;
+        match pipeline.offer(spec, args, reply.proto()) {
+            Offer::Taken => {
+                session
+                    .meta
+                    .last_cmd
+                    .store(idx, std::sync::atomic::Ordering::Relaxed);
+                return Step::Queued;
+            }
+            Offer::FlushFirst => return Step::Barrier,
+            Offer::Declined => {}
         }
     } else if pipeline.queued() > 0 {
         return Step::Barrier;
