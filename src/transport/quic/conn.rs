@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use quinn::{ConnectionError, RecvStream, SendStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
@@ -37,22 +37,45 @@ pub async fn drive(inner: Arc<Inner>, peer: PeerConn) {
     let stopped = stop.wait();
     tokio::pin!(stopped);
     let mut serving = FuturesUnordered::new();
+    let mut stop_seen = false;
     loop {
         tokio::select! {
-            _ = &mut stopped => break,
+            _ = &mut stopped => { stop_seen = true; break }
             Some(()) = serving.next(), if !serving.is_empty() => {}
             dg = peer.conn.read_datagram() => match dg {
                 Ok(payload) => deliver_datagram(&inner, &peer, addr, payload),
                 Err(e) => { closed(&inner, &peer, &e); break; }
             },
             bi = peer.conn.accept_bi() => match bi {
-                Ok((send, recv)) => serving.push(serve_request(inner.clone(), peer.clone(), send, recv)),
+                Ok((send, recv)) => serving.push(guarded(serve_request(inner.clone(), peer.clone(), send, recv))),
                 Err(e) => { closed(&inner, &peer, &e); break; }
             },
         }
     }
     inner.peers.forget(addr, peer.conn.stable_id());
     bump(&inner.stats.connections_closed);
+    // The connection is gone but its requests' work is not: let them end
+    // (their replies go nowhere) rather than cut them off halfway, as
+    // their own tasks used to; at shutdown they are dropped.
+    if !serving.is_empty() && !stop_seen {
+        let drain = async { while serving.next().await.is_some() {} };
+        tokio::select! {
+            _ = &mut stopped => {}
+            _ = timeout(inner.limits.request_timeout, drain) => {}
+        }
+    }
+}
+
+/// `request`, with a panic in it caught and logged: it would otherwise
+/// end the connection's driver and every request on it.
+async fn guarded(request: impl std::future::Future<Output = ()>) {
+    if std::panic::AssertUnwindSafe(request)
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        tracing::error!("a peer request handler panicked; the request got no reply");
+    }
 }
 
 /// Note why a connection ended; a TLS alert right after the handshake (the
