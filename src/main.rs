@@ -318,6 +318,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A worker or blocking thread that ends hands its unflushed
+        // allocation count to the global figure.
+        .on_thread_stop(shoal::memory::flush_thread)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {

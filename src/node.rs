@@ -157,6 +157,10 @@ impl Node {
             other => other?,
         }
         let store = Arc::new(Store::new(cfg.store()));
+        // The memory guard's empty footprint, before the snapshot loads.
+        let startup_alloc = crate::memory::installed()
+            .then(crate::memory::allocated)
+            .flatten();
         let persist = load_snapshot(&cfg, &store, &clock);
         let server = Server::bind_with_clock(&cfg, store.clone(), clock.clone())
             .await
@@ -216,7 +220,11 @@ impl Node {
             shutdown.clone(),
         ));
         let claim = crate::memory::NodeClaim::new();
-        tasks.spawn(crate::memory::guard::run(store.clone(), shutdown.clone()));
+        tasks.spawn(crate::memory::guard::run(
+            store.clone(),
+            startup_alloc,
+            shutdown.clone(),
+        ));
         tasks.spawn(server.run(shutdown.clone()));
         Ok(Node {
             inner: Arc::new(Inner {

@@ -54,7 +54,7 @@ async fn a_lone_node_lowers_its_limit_by_what_the_process_holds_and_reports_it()
     assert!(allocated > 0, "{info}");
     assert!(field(&info, "used_memory_startup").is_some(), "{info}");
     assert!(
-        field(&info, "used_memory_overhead").unwrap_or(0) >= reserve,
+        field(&info, "memory_guard_overhead").unwrap_or(0) >= reserve,
         "{info}"
     );
     assert!(

@@ -112,6 +112,14 @@ pub fn flush_thread() {
     }
 }
 
+/// Whether [`CountingAlloc`] is the global allocator: allocates (and
+/// frees) one flush's worth, which an installed one publishes.
+pub fn installed() -> bool {
+    let probe: Vec<u8> = Vec::with_capacity(FLUSH_BYTES as usize + 1);
+    drop(std::hint::black_box(probe));
+    INSTALLED.load(Ordering::Relaxed)
+}
+
 /// Bytes allocated by the process through [`CountingAlloc`], or `None`
 /// when it is not the global allocator.
 pub fn allocated() -> Option<u64> {

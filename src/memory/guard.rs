@@ -76,17 +76,47 @@ pub const TRIM_MIN_BYTES: u64 = 8 << 20;
 /// 83.2 MiB against its 84.9 MiB bar and RSS was still creeping up.
 pub const HEAP_RESERVE_SHARE: u64 = 8;
 
+/// The overhead the store is charged is the lowest of the last this many
+/// measurements (10 s of ticks): a passing burst (a replication lane's
+/// backlog, a large client request, a partition transfer) does not evict
+/// keys that would not come back when it is gone; memory that stays does
+/// count after that long. Redis leaves such buffers out for the same
+/// reason.
+pub const WINDOW: usize = 100;
+
 /// The guard's state between ticks (pure: tests drive it with figures).
 #[derive(Debug, Default)]
 pub struct Guard {
     /// Bytes allocated by the empty node, once measured.
     baseline: Option<u64>,
+    /// The last [`WINDOW`] overheads measured, oldest first.
+    recent: std::collections::VecDeque<u64>,
 }
 
 impl Guard {
     /// A guard that has measured nothing yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A guard whose baseline is `allocated`, measured before the node
+    /// loaded anything (its snapshot): the loaded data and the slack its
+    /// allocations left are then counted, not taken as the empty footprint.
+    pub fn with_baseline(allocated: Option<u64>) -> Self {
+        Self {
+            baseline: allocated,
+            ..Self::default()
+        }
+    }
+
+    /// Record one measured overhead; returns the lowest of the last
+    /// [`WINDOW`], the one to charge.
+    pub fn smooth(&mut self, overhead: u64) -> u64 {
+        if self.recent.len() == WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(overhead);
+        self.recent.iter().copied().min().unwrap_or(overhead)
     }
 
     /// The baseline measured so far.
@@ -108,13 +138,15 @@ impl Guard {
     }
 }
 
-/// Run the guard for `store` until shutdown. Returns at once when the
-/// counting allocator is not installed.
-pub async fn run(store: Arc<Store>, shutdown: Shutdown) {
-    if super::allocated().is_none() {
+/// Run the guard for `store` until shutdown, from `startup` (what the
+/// process had allocated before the node loaded anything). Returns at once
+/// when the counting allocator is not installed.
+pub async fn run(store: Arc<Store>, startup: Option<u64>, shutdown: Shutdown) {
+    if !super::installed() {
+        tracing::debug!("memory guard off: the counting allocator is not installed");
         return;
     }
-    let mut guard = Guard::new();
+    let mut guard = Guard::with_baseline(startup);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
@@ -125,6 +157,7 @@ pub async fn run(store: Arc<Store>, shutdown: Shutdown) {
         }
         if super::nodes_in_process() > 1 {
             store.set_overhead(0);
+            super::BASELINE.store(0, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("memory guard off: several nodes share this process");
             return;
         }
@@ -134,6 +167,7 @@ pub async fn run(store: Arc<Store>, shutdown: Shutdown) {
         let st = store.stats();
         let reserve = store.maxmemory() / HEAP_RESERVE_SHARE;
         let overhead = guard.observe(allocated, st.used_memory, st.keys == 0);
+        let overhead = guard.smooth(overhead);
         store.set_overhead(overhead + reserve);
         if let Some(b) = guard.baseline() {
             super::BASELINE.store(b.max(1), std::sync::atomic::Ordering::Relaxed);
@@ -176,6 +210,37 @@ mod tests {
         assert_eq!(g.baseline(), Some(10_000));
         // 5,000 charged, 7,000 more allocated: 2,000 the store does not see.
         assert_eq!(g.observe(17_000, 5_000, false), 2_000);
+    }
+
+    #[test]
+    fn a_passing_burst_is_not_charged_but_memory_that_stays_is() {
+        let mut g = Guard::new();
+        for _ in 0..WINDOW {
+            assert_eq!(g.smooth(1_000), 1_000);
+        }
+        // A burst shorter than the window.
+        for _ in 0..WINDOW / 2 {
+            assert_eq!(g.smooth(50_000), 1_000);
+        }
+        for _ in 0..WINDOW {
+            g.smooth(1_000);
+        }
+        // Growth that stays is charged once it filled the window.
+        for _ in 0..WINDOW - 1 {
+            assert_eq!(g.smooth(9_000), 1_000);
+        }
+        assert_eq!(g.smooth(9_000), 9_000);
+        // A drop is charged at once.
+        assert_eq!(g.smooth(2_000), 2_000);
+    }
+
+    #[test]
+    fn a_baseline_taken_before_loading_counts_the_loaded_data_slack() {
+        // 10,000 allocated before the snapshot; the load charged 50,000
+        // and allocated 56,000.
+        let mut g = Guard::with_baseline(Some(10_000));
+        assert_eq!(g.observe(66_000, 50_000, false), 6_000);
+        assert_eq!(g.baseline(), Some(10_000));
     }
 
     #[test]

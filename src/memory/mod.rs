@@ -13,7 +13,7 @@
 //! - [`NodeClaim`]: how many nodes this process hosts. The guard acts only
 //!   when there is one (`shoal serve`): with several (`shoal up`, tests)
 //!   the process's allocations cannot be split between their stores.
-//! - [`rss`]: the resident set size, from `/proc/self/statm`.
+//! - [`rss`]: the resident set size, from `/proc/self/status`.
 //!
 //! # What it must not do
 //! Allocate, lock or panic inside the allocator; know about RESP or the
@@ -24,7 +24,7 @@ pub mod guard;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-pub use alloc::{CountingAlloc, FLUSH_BYTES, allocated, chunk_bytes, flush_thread};
+pub use alloc::{CountingAlloc, FLUSH_BYTES, allocated, chunk_bytes, flush_thread, installed};
 
 /// Nodes alive in this process (see [`NodeClaim`]).
 static NODES: AtomicUsize = AtomicUsize::new(0);
@@ -72,11 +72,13 @@ pub fn baseline() -> Option<u64> {
     }
 }
 
-/// The process's resident set size in bytes (Linux), or `None`.
+/// The process's resident set size in bytes (Linux: `VmRSS` of
+/// `/proc/self/status`, in kB whatever the page size), or `None`.
 pub fn rss() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().next()?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Give free memory at the top and in the middle of every malloc arena

@@ -57,6 +57,10 @@ impl IoThreads {
                     // endpoint, so their replies wake no other thread.
                     crate::transport::quic::use_thread_endpoints();
                     runtime.block_on(serve_loop(rx, stop));
+                    drop(runtime);
+                    // What this thread allocated or freed since its last
+                    // flush stays counted (the counting allocator, if any).
+                    crate::memory::flush_thread();
                     let _ = done_tx.send(());
                 })?;
             queues.push(tx);

@@ -193,7 +193,7 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
                  maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nevict_marks:{}\r\n\
                  evict_marks_bytes:{}\r\nevict_marks_cap_bytes:{}\r\nlossy_partitions:{}\r\n\
                  tombstones:{}\r\ntombstones_bytes:{}\r\nrepair_inserts_refused:{}\r\n\
-                 used_memory_overhead:{}\r\nmaxmemory_effective:{}\r\n{}",
+                 memory_guard_overhead:{}\r\nmaxmemory_effective:{}\r\n{}",
                 store.used_memory,
                 human(store.used_memory),
                 human(max),
@@ -404,8 +404,9 @@ fn memory(ctx: &DataCtx<'_>, args: &[Bytes], reply: &mut Reply<'_>) -> CmdResult
     Ok(())
 }
 
-/// INFO memory's process figures (after `used_memory_overhead`: bytes
-/// counted against `maxmemory` besides the store's charge, set by the
+/// INFO memory's process figures (after `memory_guard_overhead`: bytes
+/// counted against `maxmemory` besides the store's charge (not Redis's
+/// `used_memory_overhead`, which is part of `used_memory`), set by the
 /// memory guard, see `crate::memory::guard`; and `maxmemory_effective`:
 /// the limit `used_memory` is held under): `used_memory_rss` (resident
 /// set size), and when the counting allocator is installed (`shoal serve`)
@@ -420,7 +421,11 @@ fn process_memory() -> String {
     if let Some(rss) = rss {
         let _ = write!(t, "used_memory_rss:{rss}\r\n");
     }
-    if let Some(alloc) = crate::memory::allocated() {
+    // With several nodes in the process (`shoal up`) the allocator's
+    // figures are the process's, not this node's: left out.
+    if let Some(alloc) =
+        crate::memory::allocated().filter(|_| crate::memory::nodes_in_process() <= 1)
+    {
         let _ = write!(t, "allocator_allocated:{alloc}\r\n");
         if let Some(base) = crate::memory::baseline() {
             let _ = write!(t, "used_memory_startup:{base}\r\n");
