@@ -310,6 +310,12 @@ async fn command_introspection_answers_from_the_table() {
             .await,
         Frame::Array(vec![bulk("a"), bulk("b")])
     );
+    // A container command whose subcommand names a key.
+    assert_eq!(
+        r.call(&[b"COMMAND", b"GETKEYS", b"MEMORY", b"USAGE", b"k"])
+            .await,
+        Frame::Array(vec![bulk("k")])
+    );
     let Frame::Array(list) = r.call(&[b"COMMAND", b"LIST"]).await else {
         panic!("array")
     };

@@ -138,12 +138,12 @@ fn getkeys(cmd: &[Bytes], reply: &mut Reply<'_>) -> CmdResult {
             "ERR Invalid number of arguments specified for command".into(),
         ));
     }
-    if s.first_key == 0 {
+    let keys: Vec<&Bytes> = s.keys(cmd).collect();
+    if keys.is_empty() {
         return Err(CmdError::Other(
             "ERR The command has no key arguments".into(),
         ));
     }
-    let keys: Vec<&Bytes> = s.keys(cmd).collect();
     reply.array(keys.len());
     for k in keys {
         reply.bulk(k);
