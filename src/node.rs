@@ -161,6 +161,7 @@ impl Node {
         let startup_alloc = crate::memory::installed()
             .then(crate::memory::allocated)
             .flatten();
+        let startup = (startup_alloc, crate::memory::rss());
         let persist = load_snapshot(&cfg, &store, &clock);
         let server = Server::bind_with_clock(&cfg, store.clone(), clock.clone())
             .await
@@ -222,7 +223,7 @@ impl Node {
         let claim = crate::memory::NodeClaim::new();
         tasks.spawn(crate::memory::guard::run(
             store.clone(),
-            startup_alloc,
+            startup,
             shutdown.clone(),
         ));
         tasks.spawn(server.run(shutdown.clone()));

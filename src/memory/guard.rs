@@ -29,6 +29,10 @@
 //! store charging more than the allocator handed out) is not turned into
 //! a higher limit: `maxmemory` stays the ceiling of `used_memory`.
 //!
+//! If RSS still grows past the empty node's RSS plus `maxmemory` (the
+//! holes can grow slowly under churn while the allocation stays flat), the
+//! excess is taken from the store's limit too ([`Guard::rss_excess`]).
+//!
 //! Every [`TRIM_EVERY`] ticks it also compares RSS with the count and asks
 //! glibc to return free pages ([`super::trim`]) when RSS runs more than
 //! [`TRIM_SLACK`] above it.
@@ -84,11 +88,17 @@ pub const HEAP_RESERVE_SHARE: u64 = 8;
 /// reason.
 pub const WINDOW: usize = 100;
 
+/// At most this share of `maxmemory` (1/4) is taken from the store for
+/// RSS beyond its target (see [`Guard::rss_excess`]).
+pub const RSS_EXCESS_CAP_SHARE: u64 = 4;
+
 /// The guard's state between ticks (pure: tests drive it with figures).
 #[derive(Debug, Default)]
 pub struct Guard {
     /// Bytes allocated by the empty node, once measured.
     baseline: Option<u64>,
+    /// RSS of the empty node, once measured.
+    rss_base: Option<u64>,
     /// The last [`WINDOW`] overheads measured, oldest first.
     recent: std::collections::VecDeque<u64>,
 }
@@ -102,11 +112,32 @@ impl Guard {
     /// A guard whose baseline is `allocated`, measured before the node
     /// loaded anything (its snapshot): the loaded data and the slack its
     /// allocations left are then counted, not taken as the empty footprint.
-    pub fn with_baseline(allocated: Option<u64>) -> Self {
+    pub fn with_baseline(allocated: Option<u64>, rss: Option<u64>) -> Self {
         Self {
             baseline: allocated,
+            rss_base: rss,
             ..Self::default()
         }
+    }
+
+    /// How far the process's RSS has grown past its empty footprint plus
+    /// `maxmemory` (at most `maxmemory / `[`RSS_EXCESS_CAP_SHARE`]): the
+    /// store gives that up too. The heap's holes can grow slowly under
+    /// churn with the allocation flat (about 1 MiB per 100 s in the soak);
+    /// a lower limit then frees chunks that new writes reuse instead of
+    /// growing the heap, so RSS stops at its target. It is a level, not a
+    /// running sum: evicting does not lower RSS, so the excess stays the
+    /// same and the limit does not ratchet down.
+    pub fn rss_excess(&mut self, rss: u64, empty: bool, maxmemory: u64) -> u64 {
+        let base = match self.rss_base {
+            None => rss,
+            Some(b) if empty => b.min(rss),
+            Some(b) => b,
+        };
+        self.rss_base = Some(base);
+        rss.saturating_sub(base)
+            .saturating_sub(maxmemory)
+            .min(maxmemory / RSS_EXCESS_CAP_SHARE)
     }
 
     /// Record one measured overhead; returns the lowest of the last
@@ -139,14 +170,14 @@ impl Guard {
 }
 
 /// Run the guard for `store` until shutdown, from `startup` (what the
-/// process had allocated before the node loaded anything). Returns at once
-/// when the counting allocator is not installed.
-pub async fn run(store: Arc<Store>, startup: Option<u64>, shutdown: Shutdown) {
+/// process had allocated, and its RSS, before the node loaded anything).
+/// Returns at once when the counting allocator is not installed.
+pub async fn run(store: Arc<Store>, startup: (Option<u64>, Option<u64>), shutdown: Shutdown) {
     if !super::installed() {
         tracing::debug!("memory guard off: the counting allocator is not installed");
         return;
     }
-    let mut guard = Guard::with_baseline(startup);
+    let mut guard = Guard::with_baseline(startup.0, startup.1);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
@@ -165,10 +196,12 @@ pub async fn run(store: Arc<Store>, startup: Option<u64>, shutdown: Shutdown) {
             return;
         };
         let st = store.stats();
-        let reserve = store.maxmemory() / HEAP_RESERVE_SHARE;
+        let max = store.maxmemory();
+        let reserve = max / HEAP_RESERVE_SHARE;
         let overhead = guard.observe(allocated, st.used_memory, st.keys == 0);
         let overhead = guard.smooth(overhead);
-        store.set_overhead(overhead + reserve);
+        let excess = super::rss().map_or(0, |rss| guard.rss_excess(rss, st.keys == 0, max));
+        store.set_overhead(overhead + reserve + excess);
         if let Some(b) = guard.baseline() {
             super::BASELINE.store(b.max(1), std::sync::atomic::Ordering::Relaxed);
         }
@@ -235,10 +268,27 @@ mod tests {
     }
 
     #[test]
+    fn rss_past_its_target_is_taken_from_the_store_as_a_level_and_capped() {
+        let max = 64_000;
+        let mut g = Guard::with_baseline(None, Some(14_000));
+        assert_eq!(g.rss_excess(70_000, false, max), 0, "within the target");
+        assert_eq!(g.rss_excess(80_000, false, max), 2_000);
+        // Evicting does not lower RSS: the same RSS costs the same, not more.
+        assert_eq!(g.rss_excess(80_000, false, max), 2_000);
+        assert_eq!(
+            g.rss_excess(200_000, false, max),
+            max / RSS_EXCESS_CAP_SHARE
+        );
+        // An empty node lowers the base it measures from.
+        assert_eq!(g.rss_excess(12_000, true, max), 0);
+        assert_eq!(g.rss_excess(77_000, false, max), 1_000);
+    }
+
+    #[test]
     fn a_baseline_taken_before_loading_counts_the_loaded_data_slack() {
         // 10,000 allocated before the snapshot; the load charged 50,000
         // and allocated 56,000.
-        let mut g = Guard::with_baseline(Some(10_000));
+        let mut g = Guard::with_baseline(Some(10_000), None);
         assert_eq!(g.observe(66_000, 50_000, false), 6_000);
         assert_eq!(g.baseline(), Some(10_000));
     }
