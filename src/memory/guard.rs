@@ -129,12 +129,7 @@ impl Guard {
     /// running sum: evicting does not lower RSS, so the excess stays the
     /// same and the limit does not ratchet down.
     pub fn rss_excess(&mut self, rss: u64, empty: bool, maxmemory: u64) -> u64 {
-        let base = match self.rss_base {
-            None => rss,
-            Some(b) if empty => b.min(rss),
-            Some(b) => b,
-        };
-        self.rss_base = Some(base);
+        let base = empty_footprint(&mut self.rss_base, rss, empty);
         rss.saturating_sub(base)
             .saturating_sub(maxmemory)
             .min(maxmemory / RSS_EXCESS_CAP_SHARE)
@@ -159,14 +154,21 @@ impl Guard {
     /// store, `empty` if the store holds nothing. Returns the overhead.
     pub fn observe(&mut self, allocated: u64, used: u64, empty: bool) -> u64 {
         let outside = allocated.saturating_sub(used);
-        let base = match self.baseline {
-            None => outside,
-            Some(b) if empty => b.min(outside),
-            Some(b) => b,
-        };
-        self.baseline = Some(base);
+        let base = empty_footprint(&mut self.baseline, outside, empty);
         outside.saturating_sub(base)
     }
+}
+
+/// An empty node's footprint: the first figure, then the lowest seen while
+/// the store is empty; fixed once it holds data.
+fn empty_footprint(base: &mut Option<u64>, now: u64, empty: bool) -> u64 {
+    let b = match *base {
+        None => now,
+        Some(b) if empty => b.min(now),
+        Some(b) => b,
+    };
+    *base = Some(b);
+    b
 }
 
 /// Run the guard for `store` until shutdown, from `startup` (what the
