@@ -130,8 +130,9 @@ async fn pipelined_sets_share_replicate_requests(nodes: &[Node], owner: usize, p
     let (_, spec) = lookup(b"SET").expect("SET");
     for key in &keys {
         let args = set_args(key, &format!("v-{key}"));
-        assert!(
-            pipe.offer(spec, &args, Proto::Resp2) == Offer::Taken,
+        assert_eq!(
+            pipe.offer(spec, &args, Proto::Resp2),
+            Offer::Taken,
             "{key} queued"
         );
     }
@@ -225,36 +226,44 @@ async fn a_command_here_behind_a_queued_write_here_waits_in_the_pipeline() {
     let (_, get) = lookup(b"GET").expect("GET");
     let get_args = |k: &str| [Bytes::from_static(b"GET"), Bytes::from(k.to_string())];
     let p = Proto::Resp2;
-    assert!(
-        pipe.offer(get, &get_args(&mine[0]), p) != Offer::Taken,
+    assert_eq!(
+        pipe.offer(get, &get_args(&mine[0]), p),
+        Offer::Declined,
         "nothing queued here: a read here runs inline"
     );
-    assert!(
-        pipe.offer(set, &set_args(&theirs, "t"), p) == Offer::Taken,
+    assert_eq!(
+        pipe.offer(set, &set_args(&theirs, "t"), p),
+        Offer::Taken,
         "forwarded"
     );
-    assert!(
-        pipe.offer(get, &get_args(&mine[0]), p) != Offer::Taken,
+    assert_eq!(
+        pipe.offer(get, &get_args(&mine[0]), p),
+        Offer::Declined,
         "only forwarded commands queued: still inline"
     );
-    assert!(
-        pipe.offer(set, &set_args(&mine[0], "a"), p) == Offer::Taken,
+    assert_eq!(
+        pipe.offer(set, &set_args(&mine[0], "a"), p),
+        Offer::Taken,
         "write here"
     );
-    assert!(
-        pipe.offer(get, &get_args(&mine[0]), p) == Offer::Taken,
+    assert_eq!(
+        pipe.offer(get, &get_args(&mine[0]), p),
+        Offer::Taken,
         "read behind it"
     );
-    assert!(
-        pipe.offer(set, &set_args(&mine[0], "b"), p) == Offer::Taken,
+    assert_eq!(
+        pipe.offer(set, &set_args(&mine[0], "b"), p),
+        Offer::Taken,
         "write here"
     );
-    assert!(
-        pipe.offer(get, &get_args(&mine[1]), p) == Offer::Taken,
+    assert_eq!(
+        pipe.offer(get, &get_args(&mine[1]), p),
+        Offer::Taken,
         "any key here"
     );
-    assert!(
-        pipe.offer(get, &get_args(&mine[0]), p) == Offer::Taken,
+    assert_eq!(
+        pipe.offer(get, &get_args(&mine[0]), p),
+        Offer::Taken,
         "read behind it"
     );
     let replies = pipe.flush().await;
@@ -269,8 +278,9 @@ async fn a_command_here_behind_a_queued_write_here_waits_in_the_pipeline() {
             "$1\r\nb\r\n"
         ]
     );
-    assert!(
-        pipe.offer(get, &get_args(&mine[0]), p) != Offer::Taken,
+    assert_eq!(
+        pipe.offer(get, &get_args(&mine[0]), p),
+        Offer::Declined,
         "flushed: a read here runs inline again"
     );
     let all: Vec<&Node> = nodes.iter().collect();
@@ -285,9 +295,13 @@ async fn with_one_copy_a_pipelined_write_here_runs_inline() {
     let theirs = keys_owned_by(&nodes, 2, "one", 1).remove(0);
     let mut pipe = OwnerPipeline::new(nodes[0].router().expect("cluster").clone());
     let (_, set) = lookup(b"SET").expect("SET");
-    assert!(pipe.offer(set, &set_args(&theirs, "t"), Proto::Resp2) == Offer::Taken);
-    assert!(
-        pipe.offer(set, &set_args(&mine, "m"), Proto::Resp2) != Offer::Taken,
+    assert_eq!(
+        pipe.offer(set, &set_args(&theirs, "t"), Proto::Resp2),
+        Offer::Taken
+    );
+    assert_eq!(
+        pipe.offer(set, &set_args(&mine, "m"), Proto::Resp2),
+        Offer::Declined,
         "no replica round trip to wait for: it runs at once"
     );
     assert_eq!(pipe.flush().await, ["+OK\r\n"]);
