@@ -146,6 +146,31 @@ pub enum Request {
         /// The commands, each its name and arguments as the client sent them.
         commands: Vec<Vec<Bytes>>,
     },
+    /// A transaction's data commands, every key in `partition`, to run as
+    /// one isolated unit on the partition's primary (`resp::multi`,
+    /// `cluster::txn`): the watches are checked first; answers `Exec`.
+    Txn {
+        /// The sender's ring digest (see `Command`).
+        digest: u64,
+        /// How many times this unit was already forwarded.
+        hops: u8,
+        /// RESP protocol version of the client (2 or 3).
+        resp: u8,
+        /// Run here as the acting primary (the sender could not reach the
+        /// primary), without the ownership check.
+        acting: bool,
+        /// The partition every key lies in.
+        partition: u32,
+        /// Watched keys and their stamps when watched.
+        watches: Vec<(Bytes, crate::store::KeyStamp)>,
+        /// The commands, in order.
+        commands: Vec<Vec<Bytes>>,
+    },
+    /// `WATCH`: the current stamps of `keys` here; answers `Stamps`.
+    Stamps {
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -190,6 +215,11 @@ pub enum Response {
     Near(crate::hotkeys::NearResponse),
     /// The answer to `Batch`: one RESP-encoded reply per command, in order.
     Replies(Vec<Bytes>),
+    /// The answer to `Txn`: one RESP-encoded reply per command, or `None`
+    /// when a watched key had changed and nothing ran.
+    Exec(Option<Vec<Bytes>>),
+    /// The answer to `Stamps`: one per key, in order.
+    Stamps(Vec<crate::store::KeyStamp>),
 }
 
 /// Encode `body` in an envelope for `cluster`.

@@ -35,6 +35,7 @@ pub mod replication;
 pub mod router;
 pub mod state;
 mod sync_state;
+mod txn;
 
 pub use gather::{AggregateKind, SplitKind};
 pub use router::{MAX_HOPS, Router, RouterStats};

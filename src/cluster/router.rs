@@ -328,6 +328,28 @@ impl Router {
                 };
                 super::batch::serve(&self, &from, digest, hops, proto, commands).await
             }
+            Request::Txn {
+                digest: _,
+                hops,
+                resp,
+                acting,
+                partition,
+                watches,
+                commands,
+            } => {
+                let proto = if resp == 3 {
+                    Proto::Resp3
+                } else {
+                    Proto::Resp2
+                };
+                let unit = crate::resp::multi::Unit {
+                    partition,
+                    watches,
+                    commands,
+                };
+                super::txn::serve_txn(&self, hops, proto, acting, unit).await
+            }
+            Request::Stamps { keys } => super::txn::serve_stamps(&self, &keys),
         };
         self.answer(&response)
     }
@@ -398,6 +420,21 @@ impl ClusterHook for Router {
 
     fn ring_info(&self) -> Option<crate::resp::hook::RingInfo> {
         Some(super::introspect::ring_info(self))
+    }
+
+    fn stamps(
+        self: Arc<Self>,
+        keys: Vec<Bytes>,
+    ) -> Deferred<Result<Vec<crate::store::KeyStamp>, String>> {
+        Box::pin(async move { self.watch_stamps(keys).await })
+    }
+
+    fn exec_unit(
+        self: Arc<Self>,
+        unit: crate::resp::multi::Unit,
+        proto: Proto,
+    ) -> Deferred<crate::resp::multi::UnitOutcome> {
+        Box::pin(Router::exec_unit(self, unit, proto, 0))
     }
 }
 

@@ -24,6 +24,7 @@ use super::codec::{Limits, parse_request, peek_keys};
 use super::commands::{Step, execute, execute_step};
 use super::hook::Pipeline;
 use super::limits::{RATE_LIMIT_ERROR, RateLimiter, WriteEnd, write_limited};
+use super::multi::{self, Intercept};
 use super::reply::Reply;
 use super::state::{ClientMeta, Session, Shared};
 use crate::admin::LocalCommandStats;
@@ -110,6 +111,7 @@ pub(crate) async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         timings: LocalCommandStats::default(),
         pipeline,
         holes: Vec::new(),
+        txn: multi::Txn::default(),
     };
     let end = conn.run(&mut stream, &shutdown).await;
     tracing::debug!(client = id, reason = end, "client disconnected");
@@ -136,6 +138,8 @@ struct Conn {
     pipeline: Option<Box<dyn Pipeline>>,
     /// Where the queued commands' replies go in `wbuf`, in order.
     holes: Vec<Hole>,
+    /// The open transaction and the watched keys (`MULTI`, `WATCH`).
+    txn: multi::Txn,
 }
 
 /// The place of a queued command's reply.
@@ -240,15 +244,49 @@ impl Conn {
                         done += 1;
                         continue;
                     }
-                    let step = match self.pipeline.as_deref_mut() {
-                        Some(p) => {
-                            execute_step(&mut self.session, &self.shared, &self.args, &mut reply, p)
-                        }
-                        None => {
-                            match execute(&mut self.session, &self.shared, &self.args, &mut reply) {
+                    let intercepted = multi::intercept(
+                        &mut self.txn,
+                        &self.session,
+                        &self.shared,
+                        &self.args,
+                        &mut reply,
+                    );
+                    let step = match intercepted {
+                        Intercept::Pass => match self.pipeline.as_deref_mut() {
+                            Some(p) => execute_step(
+                                &mut self.session,
+                                &self.shared,
+                                &self.args,
+                                &mut reply,
+                                p,
+                            ),
+                            None => match execute(
+                                &mut self.session,
+                                &self.shared,
+                                &self.args,
+                                &mut reply,
+                            ) {
                                 Some(fut) => Step::Deferred(fut),
                                 None => Step::Done,
-                            }
+                            },
+                        },
+                        Intercept::Done => Step::Done,
+                        Intercept::Watch(keys) => {
+                            // After what is queued: a pipelined write
+                            // before the WATCH is not a change after it.
+                            self.resolve(shutdown).await?;
+                            self.watch(keys, shutdown).await?;
+                            Step::Done
+                        }
+                        Intercept::Exec(txn) => {
+                            self.resolve(shutdown).await?;
+                            let bytes = tokio::select! {
+                                biased;
+                                _ = shutdown.wait() => return Err("shutdown"),
+                                bytes = multi::exec(&mut self.session, &self.shared, txn) => bytes,
+                            };
+                            self.wbuf.extend_from_slice(&bytes);
+                            Step::Done
                         }
                     };
                     match step {
@@ -341,6 +379,24 @@ impl Conn {
         meta.last_active_ms
             .store(meta.created.elapsed().as_millis() as u64, Ordering::Relaxed);
         Ok(next)
+    }
+
+    /// `WATCH keys`: stamp them at their primaries, remember them, answer.
+    async fn watch(&mut self, keys: Vec<Bytes>, shutdown: &Shutdown) -> Result<(), &'static str> {
+        let stamps = tokio::select! {
+            biased;
+            _ = shutdown.wait() => return Err("shutdown"),
+            stamps = multi::stamps(&self.shared, keys.clone()) => stamps,
+        };
+        let mut reply = Reply::new(&mut self.wbuf, self.session.proto);
+        match stamps {
+            Ok(stamps) => {
+                self.txn.watch(keys, stamps);
+                reply.ok();
+            }
+            Err(e) => reply.error(&e),
+        }
+        Ok(())
     }
 
     /// Send the queued forwarded commands and splice their replies into

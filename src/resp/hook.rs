@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use super::codec::Proto;
 use super::commands::CommandSpec;
+use super::multi::{KeyStamp, Unit, UnitOutcome};
 
 /// A reply (or value) that arrives later.
 pub type Deferred<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -95,6 +96,25 @@ pub trait ClusterHook: Send + Sync + 'static {
     /// command goes through [`ClusterHook::route`] one at a time.
     fn pipeline(self: Arc<Self>) -> Option<Box<dyn Pipeline>> {
         None
+    }
+
+    /// `WATCH`: what each of `keys` is now at its primary, in order. The
+    /// default: unsupported.
+    fn stamps(self: Arc<Self>, keys: Vec<Bytes>) -> Deferred<Result<Vec<KeyStamp>, String>> {
+        let _ = keys;
+        Box::pin(std::future::ready(Err(
+            "ERR WATCH is not supported by this node".to_string(),
+        )))
+    }
+
+    /// `EXEC`: run a transaction's data commands, all on one partition, as
+    /// one unit on its primary (see `resp::multi`). The default: refused.
+    fn exec_unit(self: Arc<Self>, unit: Unit, proto: Proto) -> Deferred<UnitOutcome> {
+        let _ = unit;
+        let mut out = bytes::BytesMut::new();
+        super::reply::Reply::new(&mut out, proto)
+            .error("ERR transactions are not supported by this node");
+        Box::pin(std::future::ready(UnitOutcome::Failed(out.freeze())))
     }
 }
 

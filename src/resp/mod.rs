@@ -43,6 +43,7 @@ pub mod glob;
 pub mod hook;
 mod io_threads;
 pub mod limits;
+pub mod multi;
 pub mod reply;
 pub mod server;
 pub mod state;

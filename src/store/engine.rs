@@ -13,7 +13,7 @@
 //! pushing onto an eviction queue.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
@@ -33,6 +33,9 @@ use crate::clock::SharedHlc;
 pub struct Store {
     /// The P partitions, each behind its own lock.
     pub(super) parts: Box<[Mutex<Partition>]>,
+    /// One condition variable per partition: threads wait on it while
+    /// another thread holds the partition's gate (`gate.rs`).
+    pub(super) gates: Box<[Condvar]>,
     /// Seed of the in-table key hash (random per store, against HashDoS).
     pub(super) seed: u64,
     /// `maxmemory` in bytes; 0 = unlimited.
@@ -104,6 +107,7 @@ impl Store {
         let p = cfg.partitions.max(1);
         let store = Store {
             parts: (0..p).map(|_| Mutex::new(Partition::new())).collect(),
+            gates: (0..p).map(|_| Condvar::new()).collect(),
             seed: rand::random(),
             maxmemory: AtomicU64::new(cfg.maxmemory),
             overhead: AtomicU64::new(0),
@@ -135,11 +139,17 @@ impl Store {
     }
 
     /// Lock partition `pid` (a poisoned lock is recovered: entries are
-    /// always left consistent between statements that can panic).
+    /// always left consistent between statements that can panic). While
+    /// another thread holds the partition's gate (a transaction, `gate.rs`)
+    /// this waits for it.
     pub(super) fn lock(&self, pid: u32) -> MutexGuard<'_, Partition> {
-        self.parts[pid as usize]
+        let part = self.parts[pid as usize]
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(|e| e.into_inner());
+        if part.gate == 0 {
+            return part;
+        }
+        self.pass_gate(pid, part)
     }
 
     /// Remember `now` as the latest time seen (cheap: a store only when the

@@ -59,6 +59,7 @@
 mod counters;
 mod entry;
 mod eviction;
+mod gate;
 mod marks;
 mod partition;
 mod prefetch;
@@ -74,6 +75,7 @@ pub use types::{
 mod engine;
 
 pub use engine::{ScanPage, Store};
+pub use gate::{Gate, KeyStamp};
 pub use marks::{LOSSY_MS, MARK_SHARE, MarkStats};
 pub use prefetch::PREFETCH_BATCH;
 pub use replica::{Body, DIGEST_BUCKETS, Digest, Origin, Record};

@@ -42,6 +42,11 @@ pub(crate) struct Partition {
     /// that still holds the key, so anti-entropy does not copy it back.
     /// They are capped and charged to `used_memory` (see `marks.rs`).
     pub(crate) evicted: super::marks::Marks,
+    /// Token of the thread holding this partition's gate (`gate.rs`), 0
+    /// when none: other threads' operations wait while it is set.
+    pub(crate) gate: u64,
+    /// Threads waiting for the gate (the holder wakes them only if any).
+    pub(crate) waiters: u32,
 }
 
 /// A deleted key's version, kept so an older write arriving late (or a
@@ -73,6 +78,8 @@ impl Partition {
             expire_cursor: 0,
             tombs: hashbrown::HashMap::new(),
             evicted: super::marks::Marks::default(),
+            gate: 0,
+            waiters: 0,
         }
     }
 
@@ -177,7 +184,11 @@ impl Partition {
 
     /// Drop every key and slot.
     pub(crate) fn clear(&mut self) {
+        // The gate and its waiters are not content: they stay.
+        let (gate, waiters) = (self.gate, self.waiters);
         *self = Partition::new();
+        self.gate = gate;
+        self.waiters = waiters;
     }
 
     /// Turn every tombstone into a free slot and clear every `QUEUED` flag

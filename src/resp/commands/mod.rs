@@ -241,6 +241,7 @@ fn table() -> &'static Table {
             command::COMMANDS,
             shoal::COMMANDS,
             crate::resp::acl::COMMANDS,
+            crate::resp::multi::COMMANDS,
         ]
         .into_iter()
         .flatten()
@@ -315,7 +316,7 @@ pub fn execute(
                     store: &shared.store,
                     now: shared.now(),
                 };
-                f(&ctx, args, reply)
+                run_data(f, spec, &ctx, args, reply)
             }
             Handler::Node(_) if spec.name == "info" && shared.hook.get().is_some() => {
                 return Some(server::info_cluster_wide(
@@ -332,6 +333,39 @@ pub fn execute(
         reply.error(&e.to_string());
     }
     None
+}
+
+/// Run a data command. One whose keys share a partition runs under the
+/// gate of its partitions (`store::gate`), so a transaction on one of them
+/// (`MULTI`/`EXEC`) never runs between its keys: `MGET {u}a {u}b` sees both
+/// or neither of its writes.
+fn run_data(
+    f: DataFn,
+    spec: &CommandSpec,
+    ctx: &DataCtx<'_>,
+    args: &[Bytes],
+    reply: &mut Reply<'_>,
+) -> CmdResult {
+    let _gate = if spec.first_key > 0 && spec.last_key != spec.first_key {
+        ctx.store.gate_keys(spec.keys(args))
+    } else {
+        None
+    };
+    f(ctx, args, reply)
+}
+
+/// The checks [`execute`] makes before running `args` (known command,
+/// arity, authentication, ACL), as an error reply's text: what a
+/// transaction applies to the commands it queues.
+pub(crate) fn admit_request(
+    session: &Session,
+    shared: &Arc<Shared>,
+    args: &[Bytes],
+) -> Result<(), String> {
+    let Some((_, spec)) = lookup(&args[0]) else {
+        return Err(unknown_command(args));
+    };
+    admit(session, shared, spec, args).map_err(|e| e.to_string())
 }
 
 /// Arity, authentication and ACL checks of a request for `spec`.
@@ -427,7 +461,7 @@ pub fn execute_data(store: &Store, now: UnixMillis, args: &[Bytes], reply: &mut 
         return false;
     };
     let result = if spec.arity_ok(args.len()) {
-        f(&DataCtx { store, now }, args, reply)
+        run_data(f, spec, &DataCtx { store, now }, args, reply)
     } else {
         Err(CmdError::WrongArity(spec.name.to_string()))
     };

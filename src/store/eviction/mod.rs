@@ -64,6 +64,10 @@ pub(crate) fn with_part<R>(
         Err(TryLockError::Poisoned(p)) => p.into_inner(),
         Err(TryLockError::WouldBlock) => return None,
     };
+    if guard.gate != 0 && guard.gate != super::gate::token() {
+        // Another thread's transaction holds it: busy, as a held lock.
+        return None;
+    }
     Some(f(&mut guard, None))
 }
 

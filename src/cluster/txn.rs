@@ -1,0 +1,222 @@
+//! Transactions in the cluster: `WATCH` stamps and `EXEC` units.
+//!
+//! # What this module owns
+//! - [`Router::watch_stamps`]: each watched key's [`KeyStamp`] read at its
+//!   primary (here, or one [`Request::Stamps`] per other primary).
+//! - [`Router::exec_unit`]: a transaction's data commands, all on one
+//!   partition ([`Unit`]), run as one unit on the partition's primary: here
+//!   ([`run_unit`] under the partition's gate, then the written keys are
+//!   replicated as an ordinary write's are), or sent whole as one
+//!   [`Request::Txn`], which the receiver runs the same way (forwarding it
+//!   once more if it is not the primary under its view, as a `Command`).
+//!   With replication on and the primary unreachable, the unit runs on the
+//!   next replica that answers, as the acting primary (as single commands
+//!   fail over).
+//! - The receiving side of both requests ([`serve_txn`], [`serve_stamps`]).
+//!
+//! # What it must not do
+//! Run a unit whose keys are not all in its partition (checked again on
+//! receipt), or split one: a unit is never divided between nodes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::router::{MAX_HOPS, Router, WRONG_OWNER, error_bytes};
+use super::state::ClusterState;
+use crate::proto::{Request, Response};
+use crate::resp::codec::Proto;
+use crate::resp::commands::lookup;
+use crate::resp::multi::{CROSSSLOT, KeyStamp, Unit, UnitOutcome, run_unit};
+use crate::store::{PartitionId, partition_of};
+use crate::transport::NodeName;
+
+impl Router {
+    /// The stamps of `keys` at their primaries, in order.
+    pub(crate) async fn watch_stamps(&self, keys: Vec<Bytes>) -> Result<Vec<KeyStamp>, String> {
+        let st = self.current();
+        let n = st.ring.partitions();
+        let now = (self.clock)();
+        let mut out = vec![KeyStamp::Absent; keys.len()];
+        let mut remote: HashMap<NodeName, Vec<usize>> = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            let owner = st.primary(partition_of(k, n));
+            if *owner == st.me {
+                out[i] = self.store.stamp(k, now);
+            } else {
+                remote.entry(owner.clone()).or_default().push(i);
+            }
+        }
+        for (owner, at) in remote {
+            let req = Request::Stamps {
+                keys: at.iter().map(|&i| keys[i].clone()).collect(),
+            };
+            match self.send(&st, &owner, &req).await {
+                Ok(Response::Stamps(stamps)) if stamps.len() == at.len() => {
+                    for (i, s) in at.into_iter().zip(stamps) {
+                        out[i] = s;
+                    }
+                }
+                Ok(other) => {
+                    tracing::debug!(%owner, answer = ?other, "unexpected answer to WATCH stamps");
+                    return Err(format!("TRYAGAIN unexpected answer from {owner}"));
+                }
+                Err(e) => return Err(format!("TRYAGAIN owner {owner} unreachable: {e}")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Run `unit` on its partition's primary (see the module docs);
+    /// `hops`: forwards behind it.
+    pub(crate) async fn exec_unit(
+        self: Arc<Self>,
+        unit: Unit,
+        proto: Proto,
+        hops: u8,
+    ) -> UnitOutcome {
+        let st = self.current();
+        let owner = st.primary(PartitionId(unit.partition)).clone();
+        if owner == st.me {
+            return self.run_owned_unit(&st, unit, proto).await;
+        }
+        if hops >= MAX_HOPS {
+            self.stats
+                .wrong_owner
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return UnitOutcome::Failed(error_bytes(proto, WRONG_OWNER));
+        }
+        let commands = unit.commands.iter().filter_map(|args| {
+            let (_, spec) = args.first().and_then(|n| lookup(n))?;
+            Some((spec, args.as_slice()))
+        });
+        let written = super::near_reads::written_keys(&self, commands);
+        super::near_reads::after_writes(written, self.send_unit(&st, &owner, unit, proto, hops))
+            .await
+    }
+
+    /// Send `unit` to `owner`; if it cannot be reached and writes are
+    /// replicated, to the partition's next replica that answers, as the
+    /// acting primary.
+    async fn send_unit(
+        &self,
+        st: &Arc<ClusterState>,
+        owner: &NodeName,
+        unit: Unit,
+        proto: Proto,
+        hops: u8,
+    ) -> UnitOutcome {
+        let request = |acting| Request::Txn {
+            digest: st.digest().0,
+            hops: hops + 1,
+            resp: proto.number() as u8,
+            acting,
+            partition: unit.partition,
+            watches: unit.watches.clone(),
+            commands: unit.commands.clone(),
+        };
+        let why = match self.send(st, owner, &request(false)).await {
+            Ok(answer) => return outcome_of(answer, owner, proto),
+            Err(e) => e,
+        };
+        self.stats
+            .forward_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(%owner, error = %why, "transaction: primary unreachable");
+        if !replicating(self, st) {
+            return UnitOutcome::Failed(error_bytes(
+                proto,
+                &format!("TRYAGAIN owner {owner} unreachable: {why}"),
+            ));
+        }
+        let p = PartitionId(unit.partition);
+        for next in st.ring.replicas(p).iter().filter(|r| *r != owner) {
+            if *next == st.me {
+                return self.run_owned_unit(st, unit, proto).await;
+            }
+            if let Ok(answer) = self.send(st, next, &request(true)).await {
+                return outcome_of(answer, next, proto);
+            }
+        }
+        UnitOutcome::Failed(error_bytes(
+            proto,
+            &format!("TRYAGAIN no replica of {p} reachable"),
+        ))
+    }
+
+    /// Run `unit` here as its partition's (acting) primary, then replicate
+    /// the keys it wrote and wait as the ack policy says.
+    async fn run_owned_unit(&self, st: &ClusterState, unit: Unit, proto: Proto) -> UnitOutcome {
+        let outcome = run_unit(&self.store, (self.clock)(), &unit, proto);
+        if let (UnitOutcome::Ran(_), Some(repl)) = (&outcome, self.repl.get())
+            && replicating(self, st)
+        {
+            let keys = unit.written_keys();
+            if !keys.is_empty() {
+                self.replicate(st, repl, &keys).await;
+            }
+        }
+        outcome
+    }
+}
+
+/// Whether writes are replicated under `st`.
+fn replicating(router: &Router, st: &ClusterState) -> bool {
+    router.repl.get().is_some() && st.ring.replication() > 1 && st.ring.members().len() > 1
+}
+
+/// The unit's outcome from `from`'s answer.
+fn outcome_of(answer: Response, from: &NodeName, proto: Proto) -> UnitOutcome {
+    match answer {
+        Response::Exec(Some(replies)) => UnitOutcome::Ran(replies),
+        Response::Exec(None) => UnitOutcome::Aborted,
+        Response::Reply(bytes) => UnitOutcome::Failed(bytes),
+        Response::WrongOwner { .. } => UnitOutcome::Failed(error_bytes(proto, WRONG_OWNER)),
+        other => {
+            tracing::warn!(%from, answer = ?other, "unexpected answer to a transaction");
+            UnitOutcome::Failed(error_bytes(
+                proto,
+                &format!("TRYAGAIN unexpected answer from {from}"),
+            ))
+        }
+    }
+}
+
+/// A peer's [`Request::Txn`]: run the unit if we are its primary (or were
+/// asked as the acting one), else forward it once more.
+pub(crate) async fn serve_txn(
+    router: &Arc<Router>,
+    hops: u8,
+    proto: Proto,
+    acting: bool,
+    unit: Unit,
+) -> Response {
+    let st = router.current();
+    if !unit.is_one_partition(st.ring.partitions()) {
+        return Response::Reply(error_bytes(proto, CROSSSLOT));
+    }
+    let outcome = if acting {
+        router.run_owned_unit(&st, unit, proto).await
+    } else {
+        router.clone().exec_unit(unit, proto, hops).await
+    };
+    match outcome {
+        UnitOutcome::Ran(replies) => Response::Exec(Some(replies)),
+        UnitOutcome::Aborted => Response::Exec(None),
+        UnitOutcome::Failed(bytes)
+            if bytes.as_ref() == error_bytes(proto, WRONG_OWNER).as_ref() =>
+        {
+            Response::WrongOwner {
+                digest: st.digest().0,
+            }
+        }
+        UnitOutcome::Failed(bytes) => Response::Reply(bytes),
+    }
+}
+
+/// A peer's [`Request::Stamps`]: the keys' stamps here.
+pub(crate) fn serve_stamps(router: &Router, keys: &[Bytes]) -> Response {
+    let now = (router.clock)();
+    Response::Stamps(keys.iter().map(|k| router.store.stamp(k, now)).collect())
+}

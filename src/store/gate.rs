@@ -1,0 +1,276 @@
+//! Partition gates: run several store operations on some partitions with
+//! no other thread's operation on those partitions in between.
+//!
+//! # What this module owns
+//! - [`Gate`]: held by one thread over a set of partitions. While it is
+//!   held, every [`Store`] operation of another thread that locks one of
+//!   those partitions (reads, writes, expiry, replication, SCAN) waits for
+//!   it to be dropped; the holder's own operations pass. This is what makes
+//!   a transaction (`MULTI`/`EXEC`) on one partition isolated, and a
+//!   multi-key command whose keys share a partition (`MGET {u}a {u}b`)
+//!   atomic with respect to it.
+//! - [`KeyStamp`]: what `WATCH` remembers of a key (absent, or the version
+//!   of its value or tombstone), compared again at `EXEC`.
+//!
+//! # How
+//! A partition's `gate` field (under its mutex) names the holding thread.
+//! [`Store::lock`] checks it after locking: zero (the common case) or the
+//! caller's own token passes at once; another token waits on the
+//! partition's condition variable. Gates are taken in partition order, and
+//! a holder touches only the partitions it holds (eviction merely
+//! `try_lock`s others and skips gated ones), so holders never wait for each
+//! other in a cycle.
+//!
+//! # What it must not do
+//! Be held across an `.await` (a gate belongs to a thread, and the task
+//! could move or yield to another that blocks on it), or be taken by code
+//! that then touches partitions outside it with a blocking lock.
+
+use std::cell::Cell;
+use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::engine::Store;
+use super::partition::{Partition, key_hash};
+use super::types::UnixMillis;
+
+/// The next thread token to hand out (0 means "no holder").
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's token (0 until first asked).
+    static TOKEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The calling thread's non-zero token.
+pub(crate) fn token() -> u64 {
+    TOKEN.with(|t| {
+        let v = t.get();
+        if v != 0 {
+            return v;
+        }
+        let v = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        t.set(v);
+        v
+    })
+}
+
+/// A key's state as `WATCH` sees it at the key's primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyStamp {
+    /// No live key and no tombstone.
+    Absent,
+    /// A live key whose last write had this `(version, node)`.
+    Live(u64, u16),
+    /// A tombstone (cluster mode) of a delete with this `(version, node)`.
+    Deleted(u64, u16),
+}
+
+/// Partitions held by one thread; released when dropped.
+#[must_use = "the gate is released when dropped"]
+pub struct Gate<'a> {
+    /// The store.
+    store: &'a Store,
+    /// Partitions this gate took (not those the thread already held).
+    held: Vec<u32>,
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        for &pid in self.held.iter().rev() {
+            let mut part = self.store.raw_lock(pid);
+            part.gate = 0;
+            let waiting = part.waiters > 0;
+            drop(part);
+            if waiting {
+                self.store.gates[pid as usize].notify_all();
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Lock `pid` without looking at its gate (the gate's own bookkeeping).
+    pub(super) fn raw_lock(&self, pid: u32) -> MutexGuard<'_, Partition> {
+        self.parts[pid as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `guard` of partition `pid` whose gate is set: pass if this thread
+    /// holds it, else wait until it is released.
+    pub(super) fn pass_gate<'a>(
+        &'a self,
+        pid: u32,
+        mut guard: MutexGuard<'a, Partition>,
+    ) -> MutexGuard<'a, Partition> {
+        let me = token();
+        if guard.gate == me {
+            return guard;
+        }
+        guard.waiters += 1;
+        let mut guard = self.gates[pid as usize]
+            .wait_while(guard, |p| p.gate != 0 && p.gate != me)
+            .unwrap_or_else(|e| e.into_inner());
+        guard.waiters -= 1;
+        guard
+    }
+
+    /// Hold the partitions `pids` (any order, repeats allowed) for this
+    /// thread until the returned gate is dropped. Waits for other holders.
+    /// Must not be called while holding a partition lock.
+    pub fn gate(&self, mut pids: Vec<u32>) -> Gate<'_> {
+        pids.retain(|&p| (p as usize) < self.parts.len());
+        pids.sort_unstable();
+        pids.dedup();
+        let me = token();
+        let mut held = Vec::with_capacity(pids.len());
+        for pid in pids {
+            let mut part = self.lock(pid);
+            if part.gate == 0 {
+                part.gate = me;
+                held.push(pid);
+            }
+        }
+        Gate { store: self, held }
+    }
+
+    /// For a command over `keys`: when two of them share a partition, a
+    /// gate over every partition they touch, so the command is atomic with
+    /// respect to gated work (a transaction) on those partitions. `None`
+    /// (nothing to hold) for one key, or keys all in distinct partitions.
+    pub fn gate_keys<'k>(&self, keys: impl Iterator<Item = &'k Bytes>) -> Option<Gate<'_>> {
+        let n = self.partitions();
+        let mut pids: Vec<u32> = keys.map(|k| super::types::partition_of(k, n).0).collect();
+        if pids.len() < 2 {
+            return None;
+        }
+        pids.sort_unstable();
+        if pids.windows(2).all(|w| w[0] != w[1]) {
+            return None;
+        }
+        Some(self.gate(pids))
+    }
+
+    /// What `WATCH` remembers of `key` now (an expired key is absent).
+    pub fn stamp(&self, key: &[u8], now: UnixMillis) -> KeyStamp {
+        let pid = self.partition_of(key).0;
+        let h = key_hash(key, self.seed);
+        let mut part = self.lock(pid);
+        if let Some(slot) = self.find_live(pid, &mut part, key, h, now.0) {
+            let e = &part.slots[slot as usize];
+            return KeyStamp::Live(e.version, e.node);
+        }
+        match part.tombs.get(key) {
+            Some(t) => KeyStamp::Deleted(t.version, t.node),
+            None => KeyStamp::Absent,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::store::StoreConfig;
+
+    const NOW: UnixMillis = UnixMillis(1_000);
+
+    fn store() -> Arc<Store> {
+        Arc::new(Store::new(StoreConfig {
+            partitions: 4,
+            ..StoreConfig::default()
+        }))
+    }
+
+    #[test]
+    fn a_stamp_changes_with_every_write_and_delete() {
+        let s = store();
+        assert_eq!(s.stamp(b"k", NOW), KeyStamp::Absent);
+        s.set(b"k", Bytes::from_static(b"1"), None, NOW)
+            .expect("set");
+        let first = s.stamp(b"k", NOW);
+        s.set(b"k", Bytes::from_static(b"1"), None, NOW)
+            .expect("set");
+        let second = s.stamp(b"k", NOW);
+        assert!(matches!(first, KeyStamp::Live(..)));
+        assert_ne!(first, second, "the same value written again is a change");
+        s.delete(b"k", NOW);
+        assert_eq!(s.stamp(b"k", NOW), KeyStamp::Absent);
+    }
+
+    #[test]
+    fn an_expired_key_stamps_absent() {
+        let s = store();
+        s.set(b"k", Bytes::from_static(b"v"), Some(UnixMillis(1_500)), NOW)
+            .expect("set");
+        assert!(matches!(s.stamp(b"k", NOW), KeyStamp::Live(..)));
+        assert_eq!(s.stamp(b"k", UnixMillis(2_000)), KeyStamp::Absent);
+    }
+
+    #[test]
+    fn another_thread_waits_for_a_gate_and_the_holder_passes_its_own() {
+        let s = store();
+        let pid = s.partition_of(b"k").0;
+        let gate = s.gate(vec![pid, pid]);
+        // The holder's own operations pass.
+        s.set(b"k", Bytes::from_static(b"1"), None, NOW)
+            .expect("set");
+        let done = Arc::new(AtomicBool::new(false));
+        let (s2, done2) = (s.clone(), done.clone());
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            started_tx.send(()).expect("started");
+            let v = s2.get(b"k", NOW);
+            done2.store(true, Ordering::SeqCst);
+            v
+        });
+        started_rx.recv().expect("reader started");
+        // Whatever the reader's timing, it cannot read before the second
+        // write: the gate spans both.
+        s.set(b"k", Bytes::from_static(b"2"), None, NOW)
+            .expect("set");
+        drop(gate);
+        let v = reader.join().expect("reader");
+        assert!(done.load(Ordering::SeqCst));
+        assert_eq!(v.as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn gates_nest_on_one_thread() {
+        let s = store();
+        let pid = s.partition_of(b"k").0;
+        let outer = s.gate(vec![pid]);
+        {
+            let inner = s.gate(vec![pid]);
+            drop(inner);
+        }
+        // Still held by `outer`: the inner gate did not release it.
+        assert_eq!(s.raw_lock(pid).gate, token());
+        drop(outer);
+        assert_eq!(s.raw_lock(pid).gate, 0);
+    }
+
+    #[test]
+    fn keys_in_distinct_partitions_need_no_gate() {
+        let s = store();
+        let keys: Vec<Bytes> = (0..64).map(|i| Bytes::from(format!("k{i}"))).collect();
+        let a = keys
+            .iter()
+            .find(|k| s.partition_of(k).0 == 0)
+            .expect("a key in 0");
+        let b = keys
+            .iter()
+            .find(|k| s.partition_of(k).0 == 1)
+            .expect("a key in 1");
+        assert!(s.gate_keys([a, b].into_iter()).is_none());
+        assert!(s.gate_keys([a].into_iter()).is_none());
+        let tagged = [Bytes::from_static(b"{u}a"), Bytes::from_static(b"{u}b")];
+        assert!(s.gate_keys(tagged.iter()).is_some());
+    }
+}
