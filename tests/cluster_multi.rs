@@ -155,6 +155,68 @@ async fn transactions_through_a_node_that_owns_none_of_the_keys() {
     stop(nodes).await;
 }
 
+/// MULTI..EXEC in one write, behind pipelined writes of the same key that
+/// the connection queues for their owner: nothing is split or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_transaction_keeps_its_place_behind_queued_forwards() {
+    let (_pki, nodes) = cluster().await;
+    let t = tag_owned_by(&nodes[0], &name(&nodes[1]), "p");
+    let (a, b) = (format!("{t}a"), format!("{t}b"));
+    let here = format!("{}h", tag_owned_by(&nodes[0], &name(&nodes[0]), "h"));
+    let mut r = Raw::connect(nodes[0].resp_addr()).await;
+    let reqs: Vec<Vec<&str>> = vec![
+        vec!["SET", &a, "10"],
+        vec!["SET", &here, "1"],
+        vec!["MULTI"],
+        vec!["INCR", &a],
+        vec!["PING"],
+        vec!["INCRBY", &b, "3"],
+        vec!["INCR", &here],
+        vec!["EXEC"],
+        vec!["MULTI"],
+        vec!["INCR", &a],
+        vec!["MGET", &a, &b],
+        vec!["EXEC"],
+        vec!["GET", &a],
+    ];
+    let mut bytes = Vec::new();
+    for req in &reqs {
+        let args: Vec<&[u8]> = req.iter().map(|a| a.as_bytes()).collect();
+        bytes.extend_from_slice(&encode_request(&args));
+    }
+    r.send_raw(&bytes).await;
+    let mut got = Vec::new();
+    for _ in &reqs {
+        let f = tokio::time::timeout(Duration::from_secs(20), r.recv())
+            .await
+            .expect("a reply in time")
+            .expect("the connection stays open");
+        got.push(f);
+    }
+    let queued = || simple("QUEUED");
+    assert_eq!(
+        got,
+        vec![
+            simple("OK"),
+            simple("OK"),
+            simple("OK"),
+            queued(),
+            queued(),
+            queued(),
+            queued(),
+            // Keys of two partitions (node-2's and node-1's): in order.
+            Frame::Array(vec![int(11), simple("PONG"), int(3), int(2)]),
+            simple("OK"),
+            queued(),
+            queued(),
+            // One partition: a unit on node-2, after everything before it.
+            Frame::Array(vec![int(12), Frame::Array(vec![bulk("12"), bulk("3")])]),
+            bulk("12"),
+        ]
+    );
+    stop(nodes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_sees_a_change_made_through_a_third_node() {
     let (_pki, nodes) = cluster().await;
