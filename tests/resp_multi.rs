@@ -417,3 +417,34 @@ async fn concurrent_readers_never_see_half_a_transaction() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_command_the_acl_refuses_while_queuing_aborts_the_transaction() {
+    let s = TestServer::with(|c| {
+        c.users = vec!["user rw on >pw ~app:* +@read +@write +@transaction".into()];
+    })
+    .await;
+    let mut r = s.raw().await;
+    assert_eq!(r.call(&[b"AUTH", b"rw", b"pw"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"MULTI"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"SET", b"app:1", b"v"]).await, simple("QUEUED"));
+    assert_eq!(
+        r.call(&[b"SET", b"other", b"v"]).await,
+        error("NOPERM this user has no permissions to access one of the keys used as arguments")
+    );
+    assert_eq!(
+        r.call(&[b"EXEC"]).await,
+        error("EXECABORT Transaction discarded because of previous errors.")
+    );
+    assert_eq!(r.call(&[b"GET", b"app:1"]).await, Frame::Null);
+    // Without @transaction, MULTI itself is refused.
+    let s2 = TestServer::with(|c| {
+        c.users = vec!["user plain on >pw ~* +@read +@write".into()];
+    })
+    .await;
+    let mut p = s2.raw().await;
+    assert_eq!(p.call(&[b"AUTH", b"plain", b"pw"]).await, simple("OK"));
+    assert!(matches!(p.call(&[b"MULTI"]).await, Frame::Error(e) if e.starts_with(b"NOPERM")));
+    s.stop().await;
+    s2.stop().await;
+}
