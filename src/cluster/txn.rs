@@ -2,7 +2,9 @@
 //!
 //! # What this module owns
 //! - [`Router::watch_stamps`]: each watched key's [`KeyStamp`] read at its
-//!   primary (here, or one [`Request::Stamps`] per other primary).
+//!   primary (here, or one [`Request::Stamps`] per other primary; with
+//!   replication on and a primary unreachable, at the next replica that
+//!   answers, where a failed-over unit would run).
 //! - [`Router::exec_unit`]: a transaction's data commands, all on one
 //!   partition ([`Unit`]), run as one unit on the partition's primary: here
 //!   ([`run_unit`] under the partition's gate, then the written keys are
@@ -49,23 +51,62 @@ impl Router {
             }
         }
         for (owner, at) in remote {
-            let req = Request::Stamps {
-                keys: at.iter().map(|&i| keys[i].clone()).collect(),
-            };
-            match self.send(&st, &owner, &req).await {
-                Ok(Response::Stamps(stamps)) if stamps.len() == at.len() => {
-                    for (i, s) in at.into_iter().zip(stamps) {
-                        out[i] = s;
+            let group: Vec<Bytes> = at.iter().map(|&i| keys[i].clone()).collect();
+            let stamps = match self.stamps_on(&st, &owner, group).await {
+                Ok(stamps) => stamps,
+                Err(e) if replicating(self, &st) => {
+                    tracing::debug!(%owner, error = %e, "WATCH: primary unreachable; asking replicas");
+                    let mut stamps = Vec::with_capacity(at.len());
+                    for &i in &at {
+                        stamps.push(self.stamp_on_replica(&st, &owner, &keys[i]).await?);
                     }
-                }
-                Ok(other) => {
-                    tracing::debug!(%owner, answer = ?other, "unexpected answer to WATCH stamps");
-                    return Err(format!("TRYAGAIN unexpected answer from {owner}"));
+                    stamps
                 }
                 Err(e) => return Err(format!("TRYAGAIN owner {owner} unreachable: {e}")),
+            };
+            for (i, s) in at.into_iter().zip(stamps) {
+                out[i] = s;
             }
         }
         Ok(out)
+    }
+
+    /// The stamps of `keys` on `node` (one request).
+    async fn stamps_on(
+        &self,
+        st: &ClusterState,
+        node: &NodeName,
+        keys: Vec<Bytes>,
+    ) -> Result<Vec<KeyStamp>, String> {
+        let n = keys.len();
+        match self.send(st, node, &Request::Stamps { keys }).await? {
+            Response::Stamps(stamps) if stamps.len() == n => Ok(stamps),
+            other => {
+                tracing::debug!(%node, answer = ?other, "unexpected answer to WATCH stamps");
+                Err(format!("unexpected answer from {node}"))
+            }
+        }
+    }
+
+    /// `key`'s stamp on the first replica other than `owner` (its
+    /// unreachable primary) that answers: the one a failed-over unit will
+    /// be checked on.
+    async fn stamp_on_replica(
+        &self,
+        st: &ClusterState,
+        owner: &NodeName,
+        key: &Bytes,
+    ) -> Result<KeyStamp, String> {
+        let p = partition_of(key, st.ring.partitions());
+        for next in st.ring.replicas(p).iter().filter(|r| *r != owner) {
+            if *next == st.me {
+                return Ok(self.store.stamp(key, (self.clock)()));
+            }
+            if let Ok(mut s) = self.stamps_on(st, next, vec![key.clone()]).await {
+                return s.pop().ok_or_else(|| format!("no stamp from {next}"));
+            }
+        }
+        Err(format!("TRYAGAIN no replica of {p} reachable"))
     }
 
     /// Run `unit` on its partition's primary (see the module docs);
