@@ -256,6 +256,71 @@ mod tests {
         assert_eq!(s.raw_lock(pid).gate, 0);
     }
 
+    /// Two commands whose keys cross (`MGET {a}1 {a}2 {b}x` and
+    /// `MGET {b}1 {b}2 {a}x`) and a one-partition unit, over and over on
+    /// three threads: with a gate over only the shared partition each
+    /// would wait for the other's forever; gates over all of a command's
+    /// partitions, taken in order, never do (this test would hang).
+    #[test]
+    fn crossing_multi_key_commands_and_units_never_deadlock() {
+        let s = Arc::new(Store::new(StoreConfig {
+            partitions: 64,
+            ..StoreConfig::default()
+        }));
+        let keys = |v: &[&'static str]| {
+            v.iter()
+                .map(|k| Bytes::from_static(k.as_bytes()))
+                .collect::<Vec<_>>()
+        };
+        let (pa, pb) = (s.partition_of(b"{a}").0, s.partition_of(b"{b}").0);
+        assert_ne!(pa, pb, "the test needs two partitions");
+        let jobs: Vec<Box<dyn Fn(&Store) + Send>> = vec![
+            {
+                let ks = keys(&["{a}1", "{a}2", "{b}x"]);
+                Box::new(move |s: &Store| {
+                    let _g = s.gate_keys(ks.iter());
+                    for k in &ks {
+                        s.get(k, NOW);
+                    }
+                })
+            },
+            {
+                let ks = keys(&["{b}1", "{b}2", "{a}x"]);
+                Box::new(move |s: &Store| {
+                    let _g = s.gate_keys(ks.iter());
+                    for k in &ks {
+                        s.get(k, NOW);
+                    }
+                })
+            },
+            Box::new(move |s: &Store| {
+                let _g = s.gate(vec![pb]);
+                s.set(b"{b}1", Bytes::from_static(b"v"), None, NOW)
+                    .expect("set");
+                s.set(b"{b}2", Bytes::from_static(b"v"), None, NOW)
+                    .expect("set");
+            }),
+        ];
+        let threads: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        job(&s);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("worker");
+        }
+        for pid in [pa, pb] {
+            assert_eq!(s.raw_lock(pid).gate, 0, "every gate released");
+            assert_eq!(s.raw_lock(pid).waiters, 0, "nobody left waiting");
+        }
+    }
+
     #[test]
     fn keys_in_distinct_partitions_need_no_gate() {
         let s = store();
