@@ -274,7 +274,8 @@ mod tests {
         };
         let (pa, pb) = (s.partition_of(b"{a}").0, s.partition_of(b"{b}").0);
         assert_ne!(pa, pb, "the test needs two partitions");
-        let jobs: Vec<Box<dyn Fn(&Store) + Send>> = vec![
+        type Job = Box<dyn Fn(&Store) + Send>;
+        let jobs: Vec<Job> = vec![
             {
                 let ks = keys(&["{a}1", "{a}2", "{b}x"]);
                 Box::new(move |s: &Store| {
