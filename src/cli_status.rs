@@ -137,6 +137,17 @@ where
     out.into_iter().map(|(_, x)| x).collect()
 }
 
+/// The MEMORY cell: what the store holds, and under a limit the limit it
+/// is held to (`maxmemory` less the memory guard's overhead).
+fn memory_cell(s: &StatsJson) -> String {
+    let used = human_bytes(s.used_memory);
+    match (s.maxmemory, s.maxmemory_effective) {
+        (0, _) => used,
+        (max, 0) => format!("{used} / {}", human_bytes(max)),
+        (_, effective) => format!("{used} / {}", human_bytes(effective)),
+    }
+}
+
 /// `12.3 MiB`.
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -178,7 +189,7 @@ pub(crate) fn render(c: &ClusterJson, stats: &[Option<StatsJson>]) -> String {
             m.primary.to_string(),
             m.replica.to_string(),
             s.as_ref().map_or_else(dash, |s| s.keys.to_string()),
-            s.as_ref().map_or_else(dash, |s| human_bytes(s.used_memory)),
+            s.as_ref().map_or_else(dash, memory_cell),
             s.as_ref()
                 .map_or_else(dash, |s| format!("{:.1}", 100.0 * s.hit_ratio)),
             s.as_ref().map_or_else(dash, |s| s.ops_per_sec.to_string()),
@@ -214,4 +225,46 @@ pub(crate) fn render(c: &ClusterJson, stats: &[Option<StatsJson>]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(used: u64, max: u64, effective: u64) -> StatsJson {
+        StatsJson {
+            name: "n1".into(),
+            resp_addr: SocketAddr::from(([127, 0, 0, 1], 7379)),
+            ready: true,
+            keys: 1,
+            used_memory: used,
+            maxmemory: max,
+            maxmemory_effective: effective,
+            used_memory_rss: None,
+            hits: 0,
+            misses: 0,
+            hit_ratio: 0.0,
+            ops_per_sec: 0,
+            commands_processed: 0,
+            connected_clients: 0,
+            uptime_seconds: 0,
+            primary: 0,
+            replica: 0,
+        }
+    }
+
+    #[test]
+    fn the_memory_cell_shows_the_limit_the_store_is_held_under() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(memory_cell(&stats(3 * MIB, 0, 0)), "3.0 MiB");
+        assert_eq!(
+            memory_cell(&stats(3 * MIB, 64 * MIB, 56 * MIB)),
+            "3.0 MiB / 56.0 MiB"
+        );
+        // An older node reports no effective limit: its maxmemory then.
+        assert_eq!(
+            memory_cell(&stats(3 * MIB, 64 * MIB, 0)),
+            "3.0 MiB / 64.0 MiB"
+        );
+    }
 }

@@ -330,6 +330,8 @@ fn stats_json(info: &HashMap<String, String>, m: &MemberJson) -> StatsJson {
         keys,
         used_memory: num(info, "used_memory"),
         maxmemory: num(info, "maxmemory"),
+        maxmemory_effective: num(info, "maxmemory_effective"),
+        used_memory_rss: info.get("used_memory_rss").and_then(|v| v.parse().ok()),
         hits,
         misses,
         hit_ratio: if lookups == 0 {

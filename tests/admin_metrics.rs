@@ -188,6 +188,36 @@ async fn health_ready_cluster_and_stats_answer_for_a_standalone_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_report_the_memory_limit_the_store_is_held_under_and_the_rss() {
+    const MAX: u64 = 64 << 20;
+    let node = Node::start(Config {
+        maxmemory: MAX,
+        ..standalone()
+    })
+    .await
+    .expect("node starts");
+    let (_, body) = get(admin(&node), "/stats").await;
+    let stats: StatsJson = serde_json::from_str(&body).expect("stats JSON");
+    assert_eq!(stats.maxmemory, MAX);
+    assert!(
+        stats.maxmemory_effective > 0 && stats.maxmemory_effective <= MAX,
+        "{stats:?}"
+    );
+    assert_eq!(stats.maxmemory_effective, node.store().limit());
+    if cfg!(target_os = "linux") {
+        assert!(stats.used_memory_rss.is_some_and(|r| r > 0), "{stats:?}");
+    }
+    // A document without the new fields (an older node) still reads.
+    let mut old: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let map = old.as_object_mut().expect("an object");
+    map.remove("maxmemory_effective");
+    map.remove("used_memory_rss");
+    let old: StatsJson = serde_json::from_value(old).expect("older stats JSON");
+    assert_eq!((old.maxmemory_effective, old.used_memory_rss), (0, None));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_off_runs_no_endpoint() {
     let node = Node::start(Config {
         admin: None,

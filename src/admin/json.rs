@@ -78,6 +78,15 @@ pub struct StatsJson {
     pub used_memory: u64,
     /// Memory limit in bytes (0 = none).
     pub maxmemory: u64,
+    /// The limit `used_memory` is held under: `maxmemory` less what the
+    /// memory guard counts against it (INFO's `maxmemory_effective`; 0 =
+    /// none). Absent from older nodes' documents: 0.
+    #[serde(default)]
+    pub maxmemory_effective: u64,
+    /// Resident set size of the node's process (with several nodes in one
+    /// process, `shoal up`, the process's), if known.
+    #[serde(default)]
+    pub used_memory_rss: Option<u64>,
     /// Lookups that found a key.
     pub hits: u64,
     /// Lookups that found nothing.
@@ -180,6 +189,8 @@ impl AdminSources {
             keys: s.keys,
             used_memory: s.used_memory,
             maxmemory: self.store.maxmemory(),
+            maxmemory_effective: self.store.limit(),
+            used_memory_rss: crate::memory::rss(),
             hits: s.hits,
             misses: s.misses,
             hit_ratio: if lookups == 0 {
