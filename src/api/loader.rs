@@ -127,15 +127,27 @@ impl FlightTable {
         let mut rx = match lead {
             None => rx,
             Some(token) => {
+                // Until the flight is handed to a lease or a load, this
+                // request is all that can end it: if it is dropped here (the
+                // peer's connection went away), the guard ends the flight,
+                // or every later request for the key would join it forever.
+                let mut started = Started {
+                    table: self,
+                    key: &key,
+                    token,
+                    armed: true,
+                };
                 // A load may have finished between our GET and our slot:
                 // its value is stored before its slot is freed, so look again.
                 if let Ok(Frame::Bulk(v)) = exec
                     .run(vec![Bytes::from_static(b"GET"), key.clone()])
                     .await
                 {
+                    started.armed = false;
                     self.finish(&key, token, Ok(v.clone()));
                     return FlightResponse::Hit(v);
                 }
+                started.armed = false;
                 let registered = lock(&self.loaders).get(cache).cloned();
                 let Some(reg) = registered else {
                     self.spawn_lease(key.clone(), token, Duration::from_millis(lease_ms));
@@ -367,6 +379,34 @@ pub async fn get_or_load(
     }
 }
 
+/// Ends a flight the primary started for a request that was dropped (its
+/// peer's connection went away) before it handed the flight on to a lease,
+/// a load or a value found meanwhile: nothing else would end it, and every
+/// later request for the key would join it and wait forever.
+struct Started<'a> {
+    /// The table holding the flight.
+    table: &'a FlightTable,
+    /// The flight's key.
+    key: &'a Bytes,
+    /// The flight's token.
+    token: u64,
+    /// Still to end (cleared once handed on).
+    armed: bool,
+}
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.table.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.table.finish(
+                self.key,
+                self.token,
+                Err("the request that started the load went away".into()),
+            );
+        }
+    }
+}
+
 /// Releases a flight whose leader was dropped mid-load (its caller gave
 /// up), so waiters fail at once instead of at the end of the lease.
 struct LeadGuard {
@@ -439,5 +479,36 @@ mod tests {
         assert_eq!(hex_decode(b"0001abff:v3"), Some(raw.to_vec()));
         assert_eq!(hex_decode(b"0g"), None);
         assert_eq!(hex_decode(b"abc"), None);
+    }
+
+    #[test]
+    fn a_flight_whose_starting_request_is_dropped_ends_and_the_next_one_leads() {
+        let table = FlightTable::default();
+        let key = Bytes::from_static(b"users:6b");
+        let (_, lead) = table.join_or_start(&key);
+        let token = lead.expect("the first request leads");
+        let (waiter, joined) = table.join_or_start(&key);
+        assert_eq!(joined, None, "a second request joins the flight");
+        drop(Started {
+            table: &table,
+            key: &key,
+            token,
+            armed: true,
+        });
+        assert!(
+            matches!(&*waiter.borrow(), Some(Err(_))),
+            "the waiter learns the flight failed"
+        );
+        let (_, next) = table.join_or_start(&key);
+        assert!(next.is_some(), "the next request starts a new flight");
+        // Handed on (disarmed), the guard leaves the new flight alone.
+        let (rx, _) = table.join_or_start(&key);
+        drop(Started {
+            table: &table,
+            key: &key,
+            token: next.unwrap_or_default(),
+            armed: false,
+        });
+        assert!(rx.borrow().is_none(), "the flight is still in the air");
     }
 }
