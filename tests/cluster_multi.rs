@@ -21,7 +21,10 @@ use tokio::io::AsyncReadExt;
 
 /// Three nodes (`node-1..3`, joining through node-1) with the near cache
 /// off: near copies are bounded-staleness reads outside the transaction
-/// guarantee, and the isolation test reads through every node.
+/// guarantee, and the isolation test reads through every node. Returned
+/// once no partition is being pulled or settling after its pull (a
+/// transaction there answers `-TRYAGAIN`); a short anti-entropy interval
+/// keeps settling short.
 async fn cluster() -> (Pki, Vec<Node>) {
     let pki = Pki::new("shoal");
     let mut nodes: Vec<Node> = Vec::new();
@@ -31,11 +34,34 @@ async fn cluster() -> (Pki, Vec<Node>) {
         let seed = nodes.first().and_then(|n| n.gossip_addr());
         let mut cfg = node_config(pki.path(), &name, seed);
         cfg.near_cache_keys = 0;
+        cfg.anti_entropy_interval_ms = 250;
         nodes.push(Node::start(cfg).await.expect("node starts"));
     }
     converge(&nodes, 3, Duration::from_secs(20)).await;
+    settled(&nodes).await;
     (pki, nodes)
 }
+
+/// Wait until no node has a partition being pulled or settling.
+async fn settled(nodes: &[Node]) {
+    let busy = |n: &Node| {
+        n.router()
+            .and_then(|r| r.replication())
+            .is_some_and(|r| r.sync.count() + r.sync.settling() > 0)
+    };
+    let wait = async {
+        while nodes.iter().any(busy) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .expect("partitions settle");
+}
+
+/// How long a test waits for anything before it fails (not a speed bar:
+/// only so a broken build fails instead of hanging).
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// A hash tag `{name}` whose partition's primary is `owner`.
 fn tag_owned_by(via: &Node, owner: &str, name: &str) -> String {

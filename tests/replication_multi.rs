@@ -1,6 +1,8 @@
 //! Transactions when a partition's primary cannot be reached (in-memory
 //! network, paused time, R = 2): the unit fails over to the partition's
 //! other replica, as single writes do, and WATCH reads its stamps there.
+//! While the partition is being pulled (or settles) where a unit would
+//! run, WATCH and the unit answer `-TRYAGAIN` instead.
 
 mod replication_support;
 
@@ -12,7 +14,8 @@ use shoal::node::Node;
 use shoal::resp::codec::Proto;
 use shoal::resp::hook::ClusterHook;
 use shoal::resp::multi::{Unit, UnitOutcome};
-use shoal::store::{UnixMillis, partition_of};
+use shoal::store::{PartitionId, UnixMillis, partition_of};
+use shoal::transport::NodeName;
 use shoal::transport::mem::MemNetwork;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -36,14 +39,44 @@ fn tag(via: &Node) -> (String, u32) {
         .expect("a partition of n2 replicated on n3")
 }
 
+/// Wait until no node has a partition being pulled or settling after its
+/// pull (settling is timed by the real clock, not the paused one: this
+/// waits in real time, at most the short settle of the test config).
+fn settled(nodes: &[Node]) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    let busy = |n: &Node| {
+        n.router()
+            .and_then(|r| r.replication())
+            .is_some_and(|r| r.sync.count() + r.sync.settling() > 0)
+    };
+    while nodes.iter().any(busy) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partitions still settling"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Three nodes, R = 2, converged, nothing syncing or settling.
+async fn cluster(net: &MemNetwork) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        nodes.push(start(net, i, 2).await);
+    }
+    converge(&nodes.iter().collect::<Vec<_>>(), LIMIT).await;
+    settled(&nodes);
+    nodes
+}
+
+fn is_tryagain_syncing(reply: &[u8]) -> bool {
+    reply.starts_with(b"-TRYAGAIN partition ")
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_unit_whose_primary_is_unreachable_runs_on_the_next_replica() {
     let net = MemNetwork::new();
-    let mut nodes = Vec::new();
-    for i in 1..=3 {
-        nodes.push(start(&net, i, 2).await);
-    }
-    converge(&nodes.iter().collect::<Vec<_>>(), LIMIT).await;
+    let nodes = cluster(&net).await;
     let (t, p) = tag(&nodes[0]);
     let (a, b) = (format!("{t}a"), format!("{t}b"));
     assert_eq!(
@@ -92,6 +125,72 @@ async fn a_unit_whose_primary_is_unreachable_runs_on_the_next_replica() {
     );
 
     net.heal(&name(1), &name(2));
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// While the partition is being pulled on the node a transaction would
+/// run on (its copy may still miss keys: a key not pulled yet stamps
+/// `Absent`), WATCH and the unit are refused with `-TRYAGAIN`, whether the
+/// request arrives from a peer or is local, and a failed-over unit on a
+/// syncing replica is refused too. Without the check, WATCH stamps and
+/// the unit runs on the half-filled copy.
+#[tokio::test(start_paused = true)]
+async fn a_partition_syncing_where_the_unit_runs_answers_tryagain() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    let (t, p) = tag(&nodes[0]);
+    let (a, b) = (format!("{t}a"), format!("{t}b"));
+    assert_eq!(
+        command(&nodes[0], &[b"SET", a.as_bytes(), b"5"]).await,
+        "+OK\r\n"
+    );
+    let sync = |i: usize| {
+        nodes[i]
+            .router()
+            .and_then(|r| r.replication())
+            .expect("replication on")
+            .clone()
+    };
+    // n2, the primary, is pulling the partition (from n3, say).
+    sync(1).sync.start(PartitionId(p), NodeName::new(name(3)));
+    let unit = Unit {
+        partition: p,
+        watches: Vec::new(),
+        commands: vec![args(&["INCR", &a]), args(&["INCR", &b])],
+    };
+    // Through n1 (a Stamps / Txn request to n2) and on n2 itself.
+    for via in [&nodes[0], &nodes[1]] {
+        let router = via.router().expect("cluster mode").clone();
+        let err = ClusterHook::stamps(router.clone(), vec![Bytes::from(a.clone())])
+            .await
+            .expect_err("WATCH refused while the partition syncs");
+        assert!(err.starts_with("TRYAGAIN partition "), "{err}");
+        match ClusterHook::exec_unit(router, unit.clone(), Proto::Resp2).await {
+            UnitOutcome::Failed(e) => assert!(is_tryagain_syncing(&e), "{e:?}"),
+            other => panic!("the unit ran on a syncing partition: {other:?}"),
+        }
+    }
+    // The primary cut off from n1: the failover target n3 syncs too.
+    sync(2).sync.start(PartitionId(p), NodeName::new(name(1)));
+    net.cut(&name(1), &name(2));
+    let router = nodes[0].router().expect("cluster mode").clone();
+    let err = ClusterHook::stamps(router.clone(), vec![Bytes::from(a.clone())])
+        .await
+        .expect_err("WATCH refused on the syncing replica");
+    assert!(err.starts_with("TRYAGAIN partition "), "{err}");
+    match ClusterHook::exec_unit(router, unit, Proto::Resp2).await {
+        UnitOutcome::Failed(e) => assert!(is_tryagain_syncing(&e), "{e:?}"),
+        other => panic!("the acting unit ran on a syncing partition: {other:?}"),
+    }
+    net.heal(&name(1), &name(2));
+    // Nothing ran anywhere.
+    let now = UnixMillis::now();
+    for n in &nodes[1..] {
+        assert_eq!(n.store().get(a.as_bytes(), now).as_deref(), Some(&b"5"[..]));
+        assert_eq!(n.store().get(b.as_bytes(), now), None);
+    }
     for n in nodes {
         n.shutdown().await;
     }

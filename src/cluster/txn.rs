@@ -15,6 +15,9 @@
 //!   next replica that answers, as the acting primary (as single commands
 //!   fail over).
 //! - The receiving side of both requests ([`serve_txn`], [`serve_stamps`]).
+//! - Refusing both (`-TRYAGAIN`, as Redis Cluster answers during
+//!   resharding) while the partition is being pulled here or settles
+//!   after its pull: the copy here may still miss writes.
 //!
 //! # What it must not do
 //! Run a unit whose keys are not all in its partition (checked again on
@@ -43,8 +46,12 @@ impl Router {
         let mut out = vec![KeyStamp::Absent; keys.len()];
         let mut remote: HashMap<NodeName, Vec<usize>> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
-            let owner = st.primary(partition_of(k, n));
+            let p = partition_of(k, n);
+            let owner = st.primary(p);
             if *owner == st.me {
+                if let Some(refusal) = self.syncing(p) {
+                    return Err(refusal);
+                }
                 out[i] = self.store.stamp(k, now);
             } else {
                 remote.entry(owner.clone()).or_default().push(i);
@@ -54,7 +61,8 @@ impl Router {
             let group: Vec<Bytes> = at.iter().map(|&i| keys[i].clone()).collect();
             let stamps = match self.stamps_on(&st, &owner, group).await {
                 Ok(stamps) => stamps,
-                Err(e) if replicating(self, &st) => {
+                Err(StampsError::Refused(e)) => return Err(e),
+                Err(StampsError::Unreachable(e)) if replicating(self, &st) => {
                     tracing::debug!(%owner, error = %e, "WATCH: primary unreachable; asking replicas");
                     let mut stamps = Vec::with_capacity(at.len());
                     for &i in &at {
@@ -62,7 +70,9 @@ impl Router {
                     }
                     stamps
                 }
-                Err(e) => return Err(format!("TRYAGAIN owner {owner} unreachable: {e}")),
+                Err(StampsError::Unreachable(e)) => {
+                    return Err(format!("TRYAGAIN owner {owner} unreachable: {e}"));
+                }
             };
             for (i, s) in at.into_iter().zip(stamps) {
                 out[i] = s;
@@ -77,15 +87,37 @@ impl Router {
         st: &ClusterState,
         node: &NodeName,
         keys: Vec<Bytes>,
-    ) -> Result<Vec<KeyStamp>, String> {
+    ) -> Result<Vec<KeyStamp>, StampsError> {
         let n = keys.len();
-        match self.send(st, node, &Request::Stamps { keys }).await? {
+        let answer = self
+            .send(st, node, &Request::Stamps { keys })
+            .await
+            .map_err(StampsError::Unreachable)?;
+        match answer {
             Response::Stamps(stamps) if stamps.len() == n => Ok(stamps),
+            // Its refusal (partition syncing there) is the answer: asking
+            // another replica would read a copy that may be behind.
+            Response::Reply(bytes) => Err(StampsError::Refused(error_text(&bytes))),
             other => {
                 tracing::debug!(%node, answer = ?other, "unexpected answer to WATCH stamps");
-                Err(format!("unexpected answer from {node}"))
+                Err(StampsError::Unreachable(format!(
+                    "unexpected answer from {node}"
+                )))
             }
         }
+    }
+
+    /// `Some(refusal)` while `p` is being pulled here or settles after
+    /// its pull (`SyncState::source`): its copy here may still miss
+    /// writes, so a watch stamped or a unit run on it could miss a change
+    /// (a key not yet pulled stamps `Absent`). The client retries, as
+    /// Redis Cluster's clients do on `TRYAGAIN` during resharding.
+    fn syncing(&self, p: PartitionId) -> Option<String> {
+        let source = self.repl.get()?.sync.source(p)?;
+        Some(format!(
+            "TRYAGAIN partition {} is syncing from {source}; retry the transaction",
+            p.0
+        ))
     }
 
     /// `key`'s stamp on the first replica other than `owner` (its
@@ -100,10 +132,15 @@ impl Router {
         let p = partition_of(key, st.ring.partitions());
         for next in st.ring.replicas(p).iter().filter(|r| *r != owner) {
             if *next == st.me {
+                if let Some(refusal) = self.syncing(p) {
+                    return Err(refusal);
+                }
                 return Ok(self.store.stamp(key, (self.clock)()));
             }
-            if let Ok(mut s) = self.stamps_on(st, next, vec![key.clone()]).await {
-                return s.pop().ok_or_else(|| format!("no stamp from {next}"));
+            match self.stamps_on(st, next, vec![key.clone()]).await {
+                Ok(mut s) => return s.pop().ok_or_else(|| format!("no stamp from {next}")),
+                Err(StampsError::Refused(e)) => return Err(e),
+                Err(StampsError::Unreachable(_)) => {}
             }
         }
         Err(format!("TRYAGAIN no replica of {p} reachable"))
@@ -189,6 +226,9 @@ impl Router {
     /// Run `unit` here as its partition's (acting) primary, then replicate
     /// the keys it wrote and wait as the ack policy says.
     async fn run_owned_unit(&self, st: &ClusterState, unit: Unit, proto: Proto) -> UnitOutcome {
+        if let Some(refusal) = self.syncing(PartitionId(unit.partition)) {
+            return UnitOutcome::Failed(error_bytes(proto, &refusal));
+        }
         let outcome = run_unit(&self.store, (self.clock)(), &unit, proto);
         if let (UnitOutcome::Ran(_), Some(repl)) = (&outcome, self.repl.get())
             && replicating(self, st)
@@ -200,6 +240,21 @@ impl Router {
         }
         outcome
     }
+}
+
+/// Why a peer gave no stamps.
+enum StampsError {
+    /// It could not be asked, or answered nonsense: another replica may be.
+    Unreachable(String),
+    /// It refused (this error, for the client): no other node is asked.
+    Refused(String),
+}
+
+/// An encoded RESP error's text, without the `-` and the line end.
+fn error_text(bytes: &[u8]) -> String {
+    let text = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+    String::from_utf8_lossy(text).into_owned()
 }
 
 /// Whether writes are replicated under `st`.
@@ -256,8 +311,15 @@ pub(crate) async fn serve_txn(
     }
 }
 
-/// A peer's [`Request::Stamps`]: the keys' stamps here.
+/// A peer's [`Request::Stamps`]: the keys' stamps here, or a refusal
+/// while one of their partitions syncs here.
 pub(crate) fn serve_stamps(router: &Router, keys: &[Bytes]) -> Response {
+    let n = router.current().ring.partitions();
+    for k in keys {
+        if let Some(refusal) = router.syncing(partition_of(k, n)) {
+            return Response::Reply(error_bytes(Proto::Resp2, &refusal));
+        }
+    }
     let now = (router.clock)();
     Response::Stamps(keys.iter().map(|k| router.store.stamp(k, now)).collect())
 }
