@@ -2,7 +2,7 @@
 //! allocator (as the `shoal` binary does): its figure follows what is
 //! allocated and freed.
 
-use shoal::memory::{CountingAlloc, allocated, chunk_bytes, flush_thread};
+use shoal::memory::{CountingAlloc, allocated, chunk_bytes, flush_thread, installed};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -11,10 +11,13 @@ static ALLOC: CountingAlloc = CountingAlloc;
 /// it take turns.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The figure after moving this thread's unflushed bytes into it.
+/// The figure after moving this thread's unflushed bytes into it. The
+/// allocator knows it is installed once some thread has published a count;
+/// `installed` makes sure one has (a fresh binary may not have yet).
 fn now() -> u64 {
+    assert!(installed(), "the counting allocator is installed in this binary");
     flush_thread();
-    allocated().expect("the counting allocator is installed in this binary")
+    allocated().expect("installed, so a figure")
 }
 
 #[test]
