@@ -344,6 +344,13 @@ impl Store {
         }
     }
 
+    /// A record stamped `version` was merged (a snapshot load, standalone):
+    /// the per-store counter moves past it, so no later local write reuses
+    /// a version a `WATCH` may have recorded.
+    pub(super) fn observe_version(&self, version: u64) {
+        self.version.fetch_max(version, Ordering::Relaxed);
+    }
+
     /// Record a tombstone for `key`, deleted by a local command at `now`
     /// (cluster mode only: standalone keeps none).
     fn bury(&self, pid: u32, part: &mut Partition, key: &[u8], now: u64) {

@@ -204,6 +204,34 @@ mod tests {
         assert_eq!(s.stamp(b"k", NOW), KeyStamp::Absent);
     }
 
+    /// Standalone, a record merged from a snapshot keeps its version: the
+    /// store's counter must move past it, or a later write of the key can
+    /// get the very version a WATCH recorded and EXEC misses the change.
+    #[test]
+    fn a_loaded_record_moves_the_version_counter_past_it() {
+        let a = store();
+        for _ in 0..5 {
+            a.set(b"k", Bytes::from_static(b"old"), None, NOW)
+                .expect("set");
+        }
+        let rec = a.record(b"k", NOW).expect("a record");
+        let b = store();
+        assert!(b.apply(&rec, NOW).expect("merged"), "the load applies it");
+        let watched = b.stamp(b"k", NOW);
+        for i in 0..4 {
+            b.set(
+                format!("o{i}").as_bytes(),
+                Bytes::from_static(b"x"),
+                None,
+                NOW,
+            )
+            .expect("set");
+        }
+        b.set(b"k", Bytes::from_static(b"new"), None, NOW)
+            .expect("set");
+        assert_ne!(b.stamp(b"k", NOW), watched, "the write is a change");
+    }
+
     #[test]
     fn an_expired_key_stamps_absent() {
         let s = store();

@@ -283,6 +283,8 @@ impl Store {
             // A version too far ahead is still merged (refusing it would
             // keep replicas apart forever); our clock just does not follow.
             let _ = hlc.observe(rec.version, now);
+        } else {
+            self.observe_version(rec.version.0);
         }
         let key = &rec.key[..];
         let pid = self.partition_of(key).0;
