@@ -4,8 +4,9 @@
 //! # What this module owns
 //! - [`Gate`]: held by one thread over a set of partitions. While it is
 //!   held, every [`Store`] operation of another thread that locks one of
-//!   those partitions (reads, writes, expiry, replication, SCAN) waits for
-//!   it to be dropped; the holder's own operations pass. This is what makes
+//!   those partitions (reads, writes, expiry, replication, SCAN, a
+//!   snapshot's export, anti-entropy digests) waits for it to be dropped;
+//!   the holder's own operations pass. This is what makes
 //!   a transaction (`MULTI`/`EXEC`) on one partition isolated, and a
 //!   multi-key command whose keys share a partition (`MGET {u}a {u}b`)
 //!   atomic with respect to it.
@@ -251,22 +252,49 @@ mod tests {
             .expect("set");
         let done = Arc::new(AtomicBool::new(false));
         let (s2, done2) = (s.clone(), done.clone());
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            started_tx.send(()).expect("started");
             let v = s2.get(b"k", NOW);
             done2.store(true, Ordering::SeqCst);
             v
         });
-        started_rx.recv().expect("reader started");
-        // Whatever the reader's timing, it cannot read before the second
-        // write: the gate spans both.
+        // The reader is waiting on the gate, or (a broken gate) has read.
+        until_waiting_or_done(&s, pid, &reader);
         s.set(b"k", Bytes::from_static(b"2"), None, NOW)
             .expect("set");
         drop(gate);
         let v = reader.join().expect("reader");
         assert!(done.load(Ordering::SeqCst));
-        assert_eq!(v.as_deref(), Some(&b"2"[..]));
+        assert_eq!(v.as_deref(), Some(&b"2"[..]), "the reader saw half");
+    }
+
+    /// Spin until another thread waits on `pid`'s gate or `worker` ended
+    /// (it did not wait: the caller's assertions then fail). No timing:
+    /// the worker either blocks (and is counted) or finishes.
+    fn until_waiting_or_done<T>(s: &Store, pid: u32, worker: &std::thread::JoinHandle<T>) {
+        while s.raw_lock(pid).waiters == 0 && !worker.is_finished() {
+            std::thread::yield_now();
+        }
+    }
+
+    /// A snapshot's export of a partition waits for a unit holding its
+    /// gate: it never captures half of it.
+    #[test]
+    fn export_waits_for_a_gate_and_never_sees_half_a_unit() {
+        let s = store();
+        let pid = s.partition_of(b"{u}a").0;
+        let gate = s.gate(vec![pid]);
+        s.set(b"{u}a", Bytes::from_static(b"1"), None, NOW)
+            .expect("set");
+        let s2 = s.clone();
+        let exporter = std::thread::spawn(move || {
+            let (records, _) = s2.export(crate::store::PartitionId(pid), None, 100, NOW);
+            records.len()
+        });
+        until_waiting_or_done(&s, pid, &exporter);
+        s.set(b"{u}b", Bytes::from_static(b"1"), None, NOW)
+            .expect("set");
+        drop(gate);
+        assert_eq!(exporter.join().expect("exporter"), 2, "both writes or none");
     }
 
     #[test]
@@ -330,19 +358,22 @@ mod tests {
                     .expect("set");
             }),
         ];
-        let threads: Vec<_> = jobs
-            .into_iter()
-            .map(|job| {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..20_000 {
-                        job(&s);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("worker");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let workers = jobs.len();
+        for job in jobs {
+            let (s, done_tx) = (s.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    job(&s);
+                }
+                let _ = done_tx.send(());
+            });
+        }
+        // A watchdog, not a speed bar: a deadlock fails instead of hanging.
+        for _ in 0..workers {
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(300))
+                .expect("workers finish (else they deadlocked)");
         }
         for pid in [pa, pb] {
             assert_eq!(s.raw_lock(pid).gate, 0, "every gate released");

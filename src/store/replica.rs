@@ -408,10 +408,11 @@ impl Store {
         max: usize,
         now: UnixMillis,
     ) -> (Vec<Record>, bool) {
-        let Some(lock) = self.parts.get(partition.0 as usize) else {
+        if partition.0 as usize >= self.parts.len() {
             return (Vec::new(), false);
-        };
-        let part = lock.lock().unwrap_or_else(|e| e.into_inner());
+        }
+        // Gate-aware: a snapshot never captures half a transaction unit.
+        let part = self.lock(partition.0);
         let mut all = collect(&part, now.0, |k| after.is_none_or(|a| k > a));
         drop(part);
         all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -428,18 +429,20 @@ impl Store {
         mask: u64,
         now: UnixMillis,
     ) -> Vec<Record> {
-        let Some(lock) = self.parts.get(partition.0 as usize) else {
+        if partition.0 as usize >= self.parts.len() {
             return Vec::new();
-        };
-        let part = lock.lock().unwrap_or_else(|e| e.into_inner());
+        }
+        let part = self.lock(partition.0);
         collect(&part, now.0, |k| mask & (1 << bucket_of(k)) != 0)
     }
 
     /// The digest of `partition`'s live keys, or `None` when it holds no
     /// live key (an empty copy and no copy look the same).
     pub fn digest(&self, partition: PartitionId, now: UnixMillis) -> Option<Digest> {
-        let lock = self.parts.get(partition.0 as usize)?;
-        let mut part = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if partition.0 as usize >= self.parts.len() {
+            return None;
+        }
+        let mut part = self.lock(partition.0);
         if part.evicted.digest_is_lossy(now.0) {
             return Some(Digest(vec![LOSSY; DIGEST_BUCKETS]));
         }
