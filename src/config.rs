@@ -96,6 +96,15 @@ pub struct Config {
     /// Largest inline command line (Redis: 64 KiB).
     #[serde(with = "size_serde")]
     pub proto_inline_max_size: u64,
+    /// Commands one `MULTI` may queue, and keys one connection may watch
+    /// (each counted apart); past it the command is refused and `EXEC`
+    /// answers `EXECABORT`. Default 100000.
+    pub multi_max_commands: u64,
+    /// Bytes of arguments one `MULTI` may queue, watched keys included
+    /// (a unit travels to its primary as one peer request, whose frames
+    /// are capped at 64 MiB); at most 48mb. Default 16mb.
+    #[serde(with = "size_serde")]
+    pub multi_max_bytes: u64,
     /// Log filter when `RUST_LOG` is unset (e.g. `info`, `shoal=debug`).
     pub log_level: String,
     /// This node's name: its place on the ring and the name its certificate
@@ -223,6 +232,8 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             proto_max_multibulk_len: 1024 * 1024,
             proto_inline_max_size: 64 * 1024,
+            multi_max_commands: crate::resp::limits::MULTI_MAX_COMMANDS as u64,
+            multi_max_bytes: crate::resp::limits::MULTI_MAX_BYTES as u64,
             log_level: "info".to_string(),
             name: None,
             cluster: "shoal".to_string(),
@@ -310,6 +321,18 @@ impl Config {
                 reason: "must be between 1 and 3600000".into(),
             });
         }
+        if self.multi_max_commands == 0 {
+            return Err(ConfigError::Invalid {
+                name: "multi-max-commands",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(1024..=48 << 20).contains(&self.multi_max_bytes) {
+            return Err(ConfigError::Invalid {
+                name: "multi-max-bytes",
+                reason: "must be between 1kb and 48mb (under the 64 MiB peer frame)".into(),
+            });
+        }
         if self.seed_refresh_ms < 1000 {
             return Err(ConfigError::Invalid {
                 name: "seed-refresh-ms",
@@ -363,6 +386,8 @@ impl Config {
             idle_timeout: (self.timeout > 0).then(|| std::time::Duration::from_secs(self.timeout)),
             output_buffer: usize::try_from(self.client_output_buffer_limit).unwrap_or(usize::MAX),
             ops_per_sec: self.client_rate_limit,
+            multi_commands: usize::try_from(self.multi_max_commands).unwrap_or(usize::MAX),
+            multi_bytes: usize::try_from(self.multi_max_bytes).unwrap_or(usize::MAX),
         }
     }
 

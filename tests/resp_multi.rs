@@ -448,3 +448,87 @@ async fn a_command_the_acl_refuses_while_queuing_aborts_the_transaction() {
     s.stop().await;
     s2.stop().await;
 }
+
+/// A transaction past `multi-max-commands` or `multi-max-bytes`: the
+/// command is refused, the transaction flagged, `EXEC` answers
+/// `EXECABORT` and nothing runs (an unbounded queue held memory and the
+/// gate for as long as a client liked).
+#[tokio::test]
+async fn a_transaction_past_its_limits_is_refused_and_aborts() {
+    let s = TestServer::with(|c| {
+        c.multi_max_commands = 3;
+        c.multi_max_bytes = 1024;
+    })
+    .await;
+    let mut r = s.raw().await;
+    assert_eq!(r.call(&[b"MULTI"]).await, simple("OK"));
+    for k in [b"a", b"b", b"c"] {
+        assert_eq!(r.call(&[b"SET", k, b"1"]).await, simple("QUEUED"));
+    }
+    assert!(matches!(
+        r.call(&[b"SET", b"d", b"1"]).await,
+        Frame::Error(e) if e.starts_with(b"ERR transaction too large: more than 3 commands")
+    ));
+    assert_eq!(
+        r.call(&[b"EXEC"]).await,
+        error("EXECABORT Transaction discarded because of previous errors.")
+    );
+    assert_eq!(r.call(&[b"GET", b"a"]).await, Frame::Null);
+
+    // Bytes: two 600-byte values do not fit in 1 KiB.
+    let big = vec![b'x'; 600];
+    assert_eq!(r.call(&[b"MULTI"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"SET", b"a", &big]).await, simple("QUEUED"));
+    assert!(matches!(
+        r.call(&[b"SET", b"b", &big]).await,
+        Frame::Error(e) if e.starts_with(b"ERR transaction too large: more than 1024 bytes")
+    ));
+    assert_eq!(
+        r.call(&[b"EXEC"]).await,
+        error("EXECABORT Transaction discarded because of previous errors.")
+    );
+    assert_eq!(r.call(&[b"GET", b"a"]).await, Frame::Null);
+
+    // A new transaction starts from zero.
+    assert_eq!(r.call(&[b"MULTI"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"SET", b"a", b"1"]).await, simple("QUEUED"));
+    assert_eq!(r.call(&[b"EXEC"]).await, Frame::Array(vec![simple("OK")]));
+    s.stop().await;
+}
+
+/// Watched keys count once however often they are watched (the first
+/// stamp is kept, as Redis does) and are bounded by `multi-max-commands`.
+#[tokio::test]
+async fn watched_keys_are_deduplicated_and_bounded() {
+    let s = TestServer::with(|c| c.multi_max_commands = 3).await;
+    let mut r = s.raw().await;
+    let mut other = s.raw().await;
+    assert_eq!(
+        r.call(&[b"WATCH", b"{w}a", b"{w}a", b"{w}a", b"{w}a"])
+            .await,
+        simple("OK")
+    );
+    // A change, then the same key watched again: the first stamp stays.
+    assert_eq!(
+        other.call(&[b"SET", b"{w}a", b"theirs"]).await,
+        simple("OK")
+    );
+    assert_eq!(
+        r.call(&[b"WATCH", b"{w}a", b"{w}b", b"{w}c"]).await,
+        simple("OK")
+    );
+    assert!(matches!(
+        r.call(&[b"WATCH", b"{w}d"]).await,
+        Frame::Error(e) if e.starts_with(b"ERR too many watched keys")
+    ));
+    assert_eq!(r.call(&[b"MULTI"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"SET", b"{w}a", b"mine"]).await, simple("QUEUED"));
+    exact(&mut r, &[b"EXEC"], b"*-1\r\n").await;
+    assert_eq!(r.call(&[b"GET", b"{w}a"]).await, bulk("theirs"));
+    // EXEC dropped the watches: room again.
+    assert_eq!(
+        r.call(&[b"WATCH", b"{w}d", b"{w}e", b"{w}f"]).await,
+        simple("OK")
+    );
+    s.stop().await;
+}

@@ -1,7 +1,8 @@
 //! Per-client limits the connection loop enforces: the idle timeout (Redis
 //! `timeout`), the output buffer limit (a client that does not read its
-//! replies is closed instead of holding memory), and an optional per-client
-//! rate limit (operations per second).
+//! replies is closed instead of holding memory), an optional per-client
+//! rate limit (operations per second), and the size of a transaction
+//! (`MULTI` queue and watched keys, enforced by `resp::multi`).
 //!
 //! Owns the limit settings and the small mechanisms behind them; must not
 //! parse or execute commands, nor keep counters (the connection bumps
@@ -19,8 +20,15 @@ use tokio::io::AsyncWrite;
 pub const RATE_LIMIT_ERROR: &str =
     "ERR max number of operations per second reached for this client";
 
+/// Default `multi-max-commands`.
+pub const MULTI_MAX_COMMANDS: usize = 100_000;
+
+/// Default `multi-max-bytes` (well under the 64 MiB peer frame a unit
+/// travels in).
+pub const MULTI_MAX_BYTES: usize = 16 << 20;
+
 /// The limits of every client of one server.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct ClientLimits {
     /// Close a client idle this long (`timeout`); `None`: never.
     pub idle_timeout: Option<Duration>,
@@ -30,6 +38,26 @@ pub struct ClientLimits {
     /// Commands per second one client may run (`client-rate-limit`); 0: no
     /// limit.
     pub ops_per_sec: u32,
+    /// Commands one `MULTI` may queue, and keys one connection may watch
+    /// (`multi-max-commands`).
+    pub multi_commands: usize,
+    /// Bytes of arguments one `MULTI` may queue, watched keys included
+    /// (`multi-max-bytes`).
+    pub multi_bytes: usize,
+}
+
+impl Default for ClientLimits {
+    /// No idle timeout, output or rate limit; the default transaction
+    /// limits.
+    fn default() -> Self {
+        ClientLimits {
+            idle_timeout: None,
+            output_buffer: 0,
+            ops_per_sec: 0,
+            multi_commands: MULTI_MAX_COMMANDS,
+            multi_bytes: MULTI_MAX_BYTES,
+        }
+    }
 }
 
 impl ClientLimits {

@@ -3,7 +3,13 @@
 //! # What this module owns
 //! - A connection's transaction state ([`Txn`]): the queued commands, the
 //!   flag a refused command sets (then `EXEC` answers `EXECABORT`), and the
-//!   watched keys with what they were when watched ([`KeyStamp`]).
+//!   watched keys with what they were when watched ([`KeyStamp`]), each key
+//!   once (watching it again keeps the first stamp, as Redis does).
+//! - The transaction's size limits (`multi-max-commands`,
+//!   `multi-max-bytes`): a command past them is refused (the transaction is
+//!   flagged, `EXEC` answers `EXECABORT`), a `WATCH` past them answers an
+//!   error and watches nothing more. A flagged transaction stores nothing
+//!   more: its queue is discarded anyway.
 //! - [`intercept`]: what the connection calls first for each request; it
 //!   answers the transaction commands and queues everything else while a
 //!   `MULTI` is open.
@@ -30,6 +36,7 @@
 //! Know where a partition's primary is (that is the cluster hook's
 //! `exec_unit` and `stamps`), or hold a gate across an `.await`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -38,6 +45,7 @@ use super::codec::Proto;
 use super::commands::{
     CmdResult, CommandSpec, Flag, Handler, admit_request, execute, execute_data,
 };
+use super::limits::ClientLimits;
 use super::reply::Reply;
 use super::state::{Session, Shared};
 pub use crate::store::KeyStamp;
@@ -53,15 +61,31 @@ pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same sl
 /// runs in order, not as a unit.
 const WALKERS: &[&str] = &["dbsize", "keys", "scan", "flushall", "flushdb", "randomkey"];
 
+/// What an argument costs in the byte limit besides its bytes (its
+/// length prefix on the wire and in the peer request).
+const ARG_OVERHEAD: usize = 8;
+
+/// The bytes `args` count for under `multi-max-bytes`.
+fn cost(args: &[Bytes]) -> usize {
+    args.iter().map(|a| a.len() + ARG_OVERHEAD).sum()
+}
+
 /// One connection's transaction state.
 #[derive(Debug, Default)]
 pub(crate) struct Txn {
     /// The commands queued since `MULTI`; `None` outside a transaction.
     queue: Option<Vec<Vec<Bytes>>>,
-    /// A command was refused while queuing: `EXEC` discards the queue.
+    /// A command was refused while queuing: `EXEC` discards the queue (and
+    /// nothing more is stored in it).
     dirty: bool,
-    /// Watched keys and their stamps when watched.
-    watches: Vec<(Bytes, KeyStamp)>,
+    /// Commands offered since `MULTI` (queued or refused).
+    offered: usize,
+    /// Bytes the queue counts for ([`cost`]).
+    queue_bytes: usize,
+    /// Watched keys and their stamps when watched (each key once).
+    watches: HashMap<Bytes, KeyStamp>,
+    /// Bytes the watched keys count for ([`cost`]).
+    watch_bytes: usize,
 }
 
 impl Txn {
@@ -70,9 +94,77 @@ impl Txn {
         *self = Txn::default();
     }
 
-    /// Remember `stamps` of `keys` (a WATCH answered).
+    /// Remember `stamps` of `keys` (a WATCH answered); a key already
+    /// watched keeps its first stamp.
     pub(crate) fn watch(&mut self, keys: Vec<Bytes>, stamps: Vec<KeyStamp>) {
-        self.watches.extend(keys.into_iter().zip(stamps));
+        for (k, s) in keys.into_iter().zip(stamps) {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.watches.entry(k) {
+                self.watch_bytes += e.key().len() + ARG_OVERHEAD;
+                e.insert(s);
+            }
+        }
+    }
+
+    /// Forget the watches (UNWATCH).
+    fn unwatch(&mut self) {
+        self.watches.clear();
+        self.watch_bytes = 0;
+    }
+
+    /// Queue `args` (a command offered inside `MULTI`) and answer it:
+    /// `+QUEUED`, or past a limit an error that flags the transaction.
+    fn queue(&mut self, args: &[Bytes], limits: &ClientLimits, reply: &mut Reply<'_>) {
+        self.offered += 1;
+        let cost = cost(args);
+        if self.offered > limits.multi_commands {
+            self.dirty = true;
+            reply.error(&format!(
+                "ERR transaction too large: more than {} commands (multi-max-commands)",
+                limits.multi_commands
+            ));
+            return;
+        }
+        if self.queue_bytes + self.watch_bytes + cost > limits.multi_bytes {
+            self.dirty = true;
+            reply.error(&format!(
+                "ERR transaction too large: more than {} bytes of arguments and watched keys \
+                 (multi-max-bytes)",
+                limits.multi_bytes
+            ));
+            return;
+        }
+        if !self.dirty
+            && let Some(queue) = self.queue.as_mut()
+        {
+            queue.push(args.to_vec());
+            self.queue_bytes += cost;
+        }
+        reply.simple("QUEUED");
+    }
+
+    /// The keys of `WATCH keys` not watched yet (each once), or the error
+    /// when watching them would pass a limit.
+    fn to_watch(&self, keys: &[Bytes], limits: &ClientLimits) -> Result<Vec<Bytes>, String> {
+        let mut fresh: Vec<Bytes> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for k in keys {
+            if !self.watches.contains_key(k) && seen.insert(k) {
+                fresh.push(k.clone());
+            }
+        }
+        if self.watches.len() + fresh.len() > limits.multi_commands {
+            return Err(format!(
+                "ERR too many watched keys: more than {} (multi-max-commands)",
+                limits.multi_commands
+            ));
+        }
+        if self.watch_bytes + cost(&fresh) > limits.multi_bytes {
+            return Err(format!(
+                "ERR watched keys over {} bytes (multi-max-bytes)",
+                limits.multi_bytes
+            ));
+        }
+        Ok(fresh)
     }
 }
 
@@ -159,9 +251,9 @@ pub(crate) fn intercept(
         }
         return Intercept::Done;
     }
-    let Some(queue) = txn.queue.as_mut() else {
-        return outside(txn, args, reply);
-    };
+    if txn.queue.is_none() {
+        return outside(txn, args, &shared.client_limits, reply);
+    }
     match w {
         Some(Word::Multi) => reply.error("ERR MULTI calls can not be nested"),
         Some(Word::Watch) => reply.error("ERR WATCH inside MULTI is not allowed"),
@@ -172,7 +264,7 @@ pub(crate) fn intercept(
         Some(Word::Exec) => {
             let commands = txn.queue.take().unwrap_or_default();
             let dirty = txn.dirty;
-            let watches = std::mem::take(&mut txn.watches);
+            let watches = std::mem::take(&mut txn.watches).into_iter().collect();
             txn.clear();
             if dirty {
                 reply.error(EXECABORT);
@@ -181,27 +273,35 @@ pub(crate) fn intercept(
             return Intercept::Exec(Exec { commands, watches });
         }
         // UNWATCH and every other command are queued (as Redis does).
-        _ => {
-            queue.push(args.to_vec());
-            reply.simple("QUEUED");
-        }
+        _ => txn.queue(args, &shared.client_limits, reply),
     }
     Intercept::Done
 }
 
 /// A transaction command outside `MULTI` (already admitted).
-fn outside(txn: &mut Txn, args: &[Bytes], reply: &mut Reply<'_>) -> Intercept {
+fn outside(
+    txn: &mut Txn,
+    args: &[Bytes],
+    limits: &ClientLimits,
+    reply: &mut Reply<'_>,
+) -> Intercept {
     match word(&args[0]) {
         Some(Word::Multi) => {
             txn.queue = Some(Vec::new());
             txn.dirty = false;
+            txn.offered = 0;
+            txn.queue_bytes = 0;
             reply.ok();
         }
         Some(Word::Exec) => reply.error("ERR EXEC without MULTI"),
         Some(Word::Discard) => reply.error("ERR DISCARD without MULTI"),
-        Some(Word::Watch) => return Intercept::Watch(args[1..].to_vec()),
+        Some(Word::Watch) => match txn.to_watch(&args[1..], limits) {
+            Ok(keys) if keys.is_empty() => reply.ok(),
+            Ok(keys) => return Intercept::Watch(keys),
+            Err(e) => reply.error(&e),
+        },
         Some(Word::Unwatch) => {
-            txn.watches.clear();
+            txn.unwatch();
             reply.ok();
         }
         _ => return Intercept::Pass,
