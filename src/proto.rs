@@ -157,7 +157,8 @@ pub enum Request {
         /// RESP protocol version of the client (2 or 3).
         resp: u8,
         /// Run here as the acting primary (the sender could not reach the
-        /// primary), without the ownership check.
+        /// primary), without the primary check (the receiver must still be
+        /// a replica of the partition under its view, else `WrongOwner`).
         acting: bool,
         /// The partition every key lies in.
         partition: u32,
@@ -166,7 +167,8 @@ pub enum Request {
         /// The commands, in order.
         commands: Vec<Vec<Bytes>>,
     },
-    /// `WATCH`: the current stamps of `keys` here; answers `Stamps`.
+    /// `WATCH`: the current stamps of `keys` here; answers `Stamps`
+    /// (`WrongOwner` if a key's partition has no copy here).
     Stamps {
         /// The keys.
         keys: Vec<Bytes>,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use replication_support::*;
 use shoal::node::Node;
+use shoal::proto::{Request, Response, decode, encode};
 use shoal::resp::codec::Proto;
 use shoal::resp::hook::ClusterHook;
 use shoal::resp::multi::{Unit, UnitOutcome};
@@ -191,6 +192,50 @@ async fn a_partition_syncing_where_the_unit_runs_answers_tryagain() {
         assert_eq!(n.store().get(a.as_bytes(), now).as_deref(), Some(&b"5"[..]));
         assert_eq!(n.store().get(b.as_bytes(), now), None);
     }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// Peer requests for a partition this node holds no copy of (under its
+/// view): an acting unit is refused with `WrongOwner` (it ran, writing
+/// keys no replica holds) and so are stamps (an empty copy stamps
+/// `Absent`).
+#[tokio::test(start_paused = true)]
+async fn peer_units_and_stamps_for_a_partition_not_held_here_are_refused() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    // n1 holds no copy of the tag's partition (its replicas: n2, n3).
+    let (t, p) = tag(&nodes[0]);
+    let a = format!("{t}a");
+    let router = nodes[0].router().expect("cluster mode").clone();
+    let digest = nodes[0].cluster_state().expect("cluster").digest().0;
+    let ask = |req: Request| {
+        let router = router.clone();
+        async move {
+            let answer = router
+                .serve(NodeName::new(name(2)), encode("shoal", &req))
+                .await;
+            decode::<Response>("shoal", &answer).expect("an answer")
+        }
+    };
+    let txn = Request::Txn {
+        digest,
+        hops: 1,
+        resp: 2,
+        acting: true,
+        partition: p,
+        watches: Vec::new(),
+        commands: vec![args(&["SET", &a, "x"])],
+    };
+    let answer = ask(txn).await;
+    assert!(matches!(answer, Response::WrongOwner { .. }), "{answer:?}");
+    assert_eq!(nodes[0].store().get(a.as_bytes(), UnixMillis::now()), None);
+    let answer = ask(Request::Stamps {
+        keys: vec![Bytes::from(a.clone())],
+    })
+    .await;
+    assert!(matches!(answer, Response::WrongOwner { .. }), "{answer:?}");
     for n in nodes {
         n.shutdown().await;
     }

@@ -329,7 +329,7 @@ impl Router {
                 super::batch::serve(&self, &from, digest, hops, proto, commands).await
             }
             Request::Txn {
-                digest: _,
+                digest,
                 hops,
                 resp,
                 acting,
@@ -347,7 +347,7 @@ impl Router {
                     watches,
                     commands,
                 };
-                super::txn::serve_txn(&self, hops, proto, acting, unit).await
+                super::txn::serve_txn(&self, &from, digest, hops, proto, acting, unit).await
             }
             Request::Stamps { keys } => super::txn::serve_stamps(&self, &keys),
         };

@@ -98,6 +98,8 @@ impl Router {
             // Its refusal (partition syncing there) is the answer: asking
             // another replica would read a copy that may be behind.
             Response::Reply(bytes) => Err(StampsError::Refused(error_text(&bytes))),
+            // It holds no copy under its view: the views disagree.
+            Response::WrongOwner { .. } => Err(StampsError::Refused(WRONG_OWNER.to_string())),
             other => {
                 tracing::debug!(%node, answer = ?other, "unexpected answer to WATCH stamps");
                 Err(StampsError::Unreachable(format!(
@@ -279,18 +281,38 @@ fn outcome_of(answer: Response, from: &NodeName, proto: Proto) -> UnitOutcome {
     }
 }
 
-/// A peer's [`Request::Txn`]: run the unit if we are its primary (or were
-/// asked as the acting one), else forward it once more.
+/// A peer's [`Request::Txn`] (sent under the ring of `digest`): run the
+/// unit if we are its primary (or were asked as the acting one and are a
+/// replica under our view), else forward it once more.
 pub(crate) async fn serve_txn(
     router: &Arc<Router>,
+    from: &NodeName,
+    digest: u64,
     hops: u8,
     proto: Proto,
     acting: bool,
     unit: Unit,
 ) -> Response {
     let st = router.current();
+    let ours = st.digest().0;
+    if digest != ours {
+        router
+            .stats
+            .digest_mismatch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(peer = %from, theirs = digest, ours, "ring digests differ (transaction)");
+    }
     if !unit.is_one_partition(st.ring.partitions()) {
         return Response::Reply(error_bytes(proto, CROSSSLOT));
+    }
+    if acting && !st.ring.is_replica(PartitionId(unit.partition), &st.me) {
+        // Not a copy under our view: running it here would write keys no
+        // replica holds (and read none of the partition's data).
+        router
+            .stats
+            .wrong_owner
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Response::WrongOwner { digest: ours };
     }
     let outcome = if acting {
         router.run_owned_unit(&st, unit, proto).await
@@ -311,12 +333,20 @@ pub(crate) async fn serve_txn(
     }
 }
 
-/// A peer's [`Request::Stamps`]: the keys' stamps here, or a refusal
-/// while one of their partitions syncs here.
+/// A peer's [`Request::Stamps`]: the keys' stamps here; `WrongOwner` if
+/// a key's partition has no copy here under our view (an empty copy would
+/// stamp `Absent`), a refusal while one of their partitions syncs here.
 pub(crate) fn serve_stamps(router: &Router, keys: &[Bytes]) -> Response {
-    let n = router.current().ring.partitions();
+    let st = router.current();
+    let n = st.ring.partitions();
     for k in keys {
-        if let Some(refusal) = router.syncing(partition_of(k, n)) {
+        let p = partition_of(k, n);
+        if !st.ring.is_replica(p, &st.me) {
+            return Response::WrongOwner {
+                digest: st.digest().0,
+            };
+        }
+        if let Some(refusal) = router.syncing(p) {
             return Response::Reply(error_bytes(Proto::Resp2, &refusal));
         }
     }
