@@ -17,6 +17,7 @@ use common::{Raw, encode_request, error, simple};
 use shoal::node::Node;
 use shoal::resp::codec::Frame;
 use shoal::store::{UnixMillis, partition_of};
+use shoal::transport::NodeName;
 use tokio::io::AsyncReadExt;
 
 /// Three nodes (`node-1..3`, joining through node-1) with the near cache
@@ -65,15 +66,21 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// A hash tag `{name}` whose partition's primary is `owner`.
 fn tag_owned_by(via: &Node, owner: &str, name: &str) -> String {
+    tag_where(via, name, |r| r[0].as_str() == owner)
+}
+
+/// A hash tag `{name}` whose partition's replicas (primary first) pass
+/// `ok`.
+fn tag_where(via: &Node, name: &str, ok: impl Fn(&[NodeName]) -> bool) -> String {
     let st = via.cluster_state().expect("cluster mode");
-    (0..)
+    (0..10_000)
         .map(|i| format!("{{{name}{i}}}"))
         .find(|t| {
-            st.primary(partition_of(t.as_bytes(), st.ring.partitions()))
-                .as_str()
-                == owner
+            ok(st
+                .ring
+                .replicas(partition_of(t.as_bytes(), st.ring.partitions())))
         })
-        .expect("a tag of the owner")
+        .expect("a tag whose replicas fit")
 }
 
 fn name(n: &Node) -> String {
@@ -90,7 +97,32 @@ fn bulk(s: &str) -> Frame {
 
 async fn call(r: &mut Raw, args: &[&str]) -> Frame {
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-    tokio::time::timeout(Duration::from_secs(20), r.call(&args))
+    tokio::time::timeout(LIMIT, r.call(&args))
+        .await
+        .expect("a reply in time")
+}
+
+/// Wait until every replica of `key`'s partition holds `want` (a replica
+/// that missed the write's ack window gets it a little later; the reply
+/// does not wait for it then).
+async fn held_everywhere(nodes: &[Node], key: &str, want: &str) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let copies = held(nodes, key);
+        if copies.iter().all(|c| c.as_deref() == Some(want.as_bytes())) {
+            return;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "{key} on the replicas: {copies:?}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Read one frame from `r`, failing (not hanging) if none comes.
+async fn recv(r: &mut Raw) -> Option<Frame> {
+    tokio::time::timeout(LIMIT, r.recv())
         .await
         .expect("a reply in time")
 }
@@ -112,7 +144,11 @@ fn held(nodes: &[Node], key: &str) -> Vec<Option<Bytes>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_through_a_node_that_owns_none_of_the_keys() {
     let (_pki, nodes) = cluster().await;
-    let t = tag_owned_by(&nodes[0], &name(&nodes[1]), "t");
+    // node-2's partition, its other replica node-3: node-1 holds no copy.
+    let (n1, n2) = (name(&nodes[0]), name(&nodes[1]));
+    let t = tag_where(&nodes[0], "t", |r| {
+        r[0].as_str() == n2 && r.iter().all(|m| m.as_str() != n1)
+    });
     let (a, b) = (format!("{t}a"), format!("{t}b"));
     let mut r = Raw::connect(nodes[0].resp_addr()).await;
 
@@ -137,9 +173,7 @@ async fn transactions_through_a_node_that_owns_none_of_the_keys() {
         .expect("atomic pipeline through node-1");
     assert_eq!(got, (2, 5, vec![2, 5]));
     assert_eq!(nodes[0].store().get(a.as_bytes(), UnixMillis::now()), None);
-    for copy in held(&nodes, &a) {
-        assert_eq!(copy.as_deref(), Some(&b"2"[..]), "{a} on every replica");
-    }
+    held_everywhere(&nodes, &a, "2").await;
 
     // Keys over partitions owned by node-2 and node-3, no WATCH: in order.
     let x = format!("{}x", tag_owned_by(&nodes[0], &name(&nodes[1]), "x"));
@@ -213,10 +247,7 @@ async fn a_pipelined_transaction_keeps_its_place_behind_queued_forwards() {
     r.send_raw(&bytes).await;
     let mut got = Vec::new();
     for _ in &reqs {
-        let f = tokio::time::timeout(Duration::from_secs(20), r.recv())
-            .await
-            .expect("a reply in time")
-            .expect("the connection stays open");
+        let f = recv(&mut r).await.expect("the connection stays open");
         got.push(f);
     }
     let queued = || simple("QUEUED");
@@ -258,7 +289,10 @@ async fn watch_sees_a_change_made_through_a_third_node() {
         assert_eq!(call(&mut one, &["SET", &k, "mine"]).await, simple("QUEUED"));
         one.send(&[b"EXEC"]).await;
         let mut got = [0u8; 5];
-        one.stream.read_exact(&mut got).await.expect("EXEC reply");
+        tokio::time::timeout(LIMIT, one.stream.read_exact(&mut got))
+            .await
+            .expect("EXEC reply in time")
+            .expect("EXEC reply");
         assert_eq!(&got, b"*-1\r\n", "EXEC of a changed key (owner {owner})");
         assert_eq!(call(&mut three, &["GET", &k]).await, bulk("theirs"));
 
@@ -271,9 +305,7 @@ async fn watch_sees_a_change_made_through_a_third_node() {
             call(&mut one, &["EXEC"]).await,
             Frame::Array(vec![simple("OK")])
         );
-        for copy in held(&nodes, &k) {
-            assert_eq!(copy.as_deref(), Some(&b"mine"[..]), "{k} on every replica");
-        }
+        held_everywhere(&nodes, &k, "mine").await;
     }
     stop(nodes).await;
 }
@@ -322,11 +354,11 @@ async fn readers_through_any_node_never_see_half_a_transaction() {
             batch.extend_from_slice(&encode_request(&[b"EXEC"]));
             for _ in 0..ROUNDS {
                 r.send_raw(&batch).await;
-                assert_eq!(r.recv().await, Some(simple("OK")));
+                assert_eq!(recv(&mut r).await, Some(simple("OK")));
                 for _ in 0..FILL + 2 {
-                    assert_eq!(r.recv().await, Some(simple("QUEUED")));
+                    assert_eq!(recv(&mut r).await, Some(simple("QUEUED")));
                 }
-                match r.recv().await {
+                match recv(&mut r).await {
                     Some(Frame::Array(v)) => assert_eq!(v.len(), FILL + 2),
                     other => panic!("EXEC answered {other:?}"),
                 }
@@ -342,9 +374,7 @@ async fn readers_through_any_node_never_see_half_a_transaction() {
     }
     let total = (3 * ROUNDS).to_string();
     for key in [&a, &b] {
-        for copy in held(&nodes, key) {
-            assert_eq!(copy.as_deref(), Some(total.as_bytes()), "{key}");
-        }
+        held_everywhere(&nodes, key, &total).await;
     }
     stop(nodes).await;
 }
