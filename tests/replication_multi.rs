@@ -6,6 +6,9 @@
 
 mod replication_support;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,9 +18,10 @@ use shoal::proto::{Request, Response, decode, encode};
 use shoal::resp::codec::Proto;
 use shoal::resp::hook::ClusterHook;
 use shoal::resp::multi::{Unit, UnitOutcome};
+use shoal::resp::system_clock;
 use shoal::store::{PartitionId, UnixMillis, partition_of};
-use shoal::transport::NodeName;
-use shoal::transport::mem::MemNetwork;
+use shoal::transport::mem::{MemNetwork, MemTransport};
+use shoal::transport::{BoxFuture, NodeName, PeerAddr, RequestHandler, Transport, TransportError};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -236,6 +240,115 @@ async fn peer_units_and_stamps_for_a_partition_not_held_here_are_refused() {
     })
     .await;
     assert!(matches!(answer, Response::WrongOwner { .. }), "{answer:?}");
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// Node 1's transport: the in-memory one, except that while `lose` is set
+/// the answer of node 2 to a transaction unit is dropped after node 2 ran
+/// it, as when the answer does not come back in time.
+struct LoseUnitAnswers {
+    /// The real transport.
+    inner: Arc<MemTransport>,
+    /// Drop units' answers.
+    lose: Arc<AtomicBool>,
+}
+
+impl Transport for LoseUnitAnswers {
+    fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr()
+    }
+
+    fn send_datagram(&self, to: &PeerAddr, payload: Bytes) {
+        self.inner.send_datagram(to, payload)
+    }
+
+    fn prepare(&self, to: &PeerAddr) {
+        self.inner.prepare(to)
+    }
+
+    fn set_request_handler(&self, handler: RequestHandler) {
+        self.inner.set_request_handler(handler)
+    }
+
+    fn request(
+        &self,
+        to: &PeerAddr,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
+        let lost = self.lose.load(Ordering::SeqCst)
+            && to.addr == addr(2)
+            && matches!(
+                decode::<Request>("shoal", &payload),
+                Ok(Request::Txn { .. })
+            );
+        let addr = to.addr;
+        let answer = self.inner.request(to, payload);
+        Box::pin(async move {
+            let answer = answer.await;
+            if lost {
+                return Err(TransportError::Timeout(addr));
+            }
+            answer
+        })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        self.inner.shutdown()
+    }
+}
+
+/// A unit the primary ran but whose answer was lost (a timeout: the
+/// outcome is unknown) is not sent to another replica as the acting
+/// primary, where it would run a second time: EXEC answers `-TRYAGAIN
+/// transaction outcome unknown` and the write is applied once.
+#[tokio::test(start_paused = true)]
+async fn a_unit_whose_answer_is_lost_does_not_run_again_on_another_replica() {
+    let net = MemNetwork::new();
+    let lose = Arc::new(AtomicBool::new(false));
+    let (transport, incoming) = net.add_node(&name(1), addr(1));
+    let wrapped = Arc::new(LoseUnitAnswers {
+        inner: transport,
+        lose: lose.clone(),
+    });
+    let mut nodes = vec![
+        Node::start_with(config(1, 2), system_clock(), wrapped, incoming)
+            .await
+            .expect("node 1 starts"),
+    ];
+    for i in 2..=3 {
+        nodes.push(start(&net, i, 2).await);
+    }
+    converge(&nodes.iter().collect::<Vec<_>>(), LIMIT).await;
+    settled(&nodes);
+    let (t, p) = tag(&nodes[0]);
+    let a = format!("{t}a");
+    assert_eq!(
+        command(&nodes[0], &[b"SET", a.as_bytes(), b"5"]).await,
+        "+OK\r\n"
+    );
+    lose.store(true, Ordering::SeqCst);
+    let router = nodes[0].router().expect("cluster mode").clone();
+    let unit = Unit {
+        partition: p,
+        watches: Vec::new(),
+        commands: vec![args(&["INCR", &a])],
+    };
+    match ClusterHook::exec_unit(router, unit, Proto::Resp2).await {
+        UnitOutcome::Failed(e) => assert!(
+            e.starts_with(b"-TRYAGAIN transaction outcome unknown"),
+            "{e:?}"
+        ),
+        other => panic!("a unit of unknown outcome was run again: {other:?}"),
+    }
+    lose.store(false, Ordering::SeqCst);
+    // It ran once, on the primary n2, which replicated it to n3 before
+    // answering (write-ack all): both hold 6, not 7.
+    let now = UnixMillis::now();
+    for n in &nodes[1..] {
+        assert_eq!(n.store().get(a.as_bytes(), now).as_deref(), Some(&b"6"[..]));
+    }
     for n in nodes {
         n.shutdown().await;
     }

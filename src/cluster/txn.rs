@@ -13,7 +13,10 @@
 //!   once more if it is not the primary under its view, as a `Command`).
 //!   With replication on and the primary unreachable, the unit runs on the
 //!   next replica that answers, as the acting primary (as single commands
-//!   fail over).
+//!   fail over) -- only when the request was certainly not delivered: after
+//!   a timeout or an unreadable answer the outcome is unknown and `EXEC`
+//!   answers `-TRYAGAIN transaction outcome unknown` (running it elsewhere
+//!   could run it twice).
 //! - The receiving side of both requests ([`serve_txn`], [`serve_stamps`]).
 //! - Refusing both (`-TRYAGAIN`, as Redis Cluster answers during
 //!   resharding) while the partition is being pulled here or settles
@@ -35,7 +38,7 @@ use crate::resp::codec::Proto;
 use crate::resp::commands::lookup;
 use crate::resp::multi::{CROSSSLOT, KeyStamp, Unit, UnitOutcome, run_unit};
 use crate::store::{PartitionId, partition_of};
-use crate::transport::NodeName;
+use crate::transport::{NodeName, TransportError};
 
 impl Router {
     /// The stamps of `keys` at their primaries, in order.
@@ -196,9 +199,10 @@ impl Router {
             watches: unit.watches.clone(),
             commands: unit.commands.clone(),
         };
-        let why = match self.send(st, owner, &request(false)).await {
+        let why = match self.send_txn(st, owner, &request(false)).await {
             Ok(answer) => return outcome_of(answer, owner, proto),
-            Err(e) => e,
+            Err(SendError::NotDelivered(e)) => e,
+            Err(e) => return self.unit_failed(owner, e, proto),
         };
         self.stats
             .forward_errors
@@ -215,14 +219,71 @@ impl Router {
             if *next == st.me {
                 return self.run_owned_unit(st, unit, proto).await;
             }
-            if let Ok(answer) = self.send(st, next, &request(true)).await {
-                return outcome_of(answer, next, proto);
+            match self.send_txn(st, next, &request(true)).await {
+                Ok(answer) => return outcome_of(answer, next, proto),
+                Err(SendError::NotDelivered(_)) => {}
+                Err(e) => return self.unit_failed(next, e, proto),
             }
         }
         UnitOutcome::Failed(error_bytes(
             proto,
             &format!("TRYAGAIN no replica of {p} reachable"),
         ))
+    }
+
+    /// One unit request to `to`. Only a request certainly not delivered
+    /// may be sent to another replica: one that may have run there (no
+    /// answer in time, an answer too large or unreadable) is not, or the
+    /// unit could run twice.
+    async fn send_txn(
+        &self,
+        st: &ClusterState,
+        to: &NodeName,
+        req: &Request,
+    ) -> Result<Response, SendError> {
+        let addr = st
+            .peer_addr(to)
+            .ok_or_else(|| SendError::NotDelivered(format!("no address for {to}")))?;
+        let payload = crate::proto::encode(self.cluster.as_str(), req);
+        if payload.len() > MAX_REQUEST {
+            return Err(SendError::TooLarge(payload.len()));
+        }
+        let bytes = self
+            .transport
+            .request(addr, payload)
+            .await
+            .map_err(|e| match e {
+                TransportError::Timeout(_) | TransportError::BadFrame(..) => {
+                    SendError::Unknown(e.to_string())
+                }
+                TransportError::Unreachable(..)
+                | TransportError::Refused(..)
+                | TransportError::Closed => SendError::NotDelivered(e.to_string()),
+            })?;
+        crate::proto::decode::<Response>(self.cluster.as_str(), &bytes)
+            .map_err(|e| SendError::Unknown(format!("bad answer from {to}: {e}")))
+    }
+
+    /// `EXEC`'s error when the unit sent to `to` failed with `e` (not a
+    /// failover case).
+    fn unit_failed(&self, to: &NodeName, e: SendError, proto: Proto) -> UnitOutcome {
+        self.stats
+            .forward_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let msg = match e {
+            SendError::Unknown(why) => {
+                tracing::warn!(node = %to, error = %why, "transaction: outcome unknown");
+                format!(
+                    "TRYAGAIN transaction outcome unknown ({to}: {why}); \
+                     it may have run: check before retrying"
+                )
+            }
+            SendError::TooLarge(n) => {
+                format!("ERR transaction too large for a peer request ({n} bytes)")
+            }
+            SendError::NotDelivered(why) => format!("TRYAGAIN {to} unreachable: {why}"),
+        };
+        UnitOutcome::Failed(error_bytes(proto, &msg))
     }
 
     /// Run `unit` here as its partition's (acting) primary, then replicate
@@ -242,6 +303,24 @@ impl Router {
         }
         outcome
     }
+}
+
+/// The largest peer request a unit is sent in (the transport's frame
+/// limit; `multi-max-bytes` keeps units well under it).
+const MAX_REQUEST: usize = 64 << 20;
+
+/// Why a unit request got no answer.
+enum SendError {
+    /// Certainly not delivered (no address, no route or connection,
+    /// handshake refused, our transport closed): another replica may run
+    /// the unit. (A link lost after the request went out is reported by
+    /// the transport as unreachable too: that case remains.)
+    NotDelivered(String),
+    /// It may have been delivered and run: no answer in time, an answer
+    /// too large, truncated or unreadable.
+    Unknown(String),
+    /// Too large to send (bytes): refused here, sent nowhere.
+    TooLarge(usize),
 }
 
 /// Why a peer gave no stamps.
