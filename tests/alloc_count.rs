@@ -15,7 +15,10 @@ static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// allocator knows it is installed once some thread has published a count;
 /// `installed` makes sure one has (a fresh binary may not have yet).
 fn now() -> u64 {
-    assert!(installed(), "the counting allocator is installed in this binary");
+    assert!(
+        installed(),
+        "the counting allocator is installed in this binary"
+    );
     flush_thread();
     allocated().expect("installed, so a figure")
 }
