@@ -307,11 +307,7 @@ impl Router {
                 local,
                 args,
             } => {
-                let proto = if resp == 3 {
-                    Proto::Resp3
-                } else {
-                    Proto::Resp2
-                };
+                let proto = Proto::from_number(resp);
                 self.serve_command(&from, digest, hops, proto, local, args)
                     .await
             }
@@ -321,11 +317,7 @@ impl Router {
                 resp,
                 commands,
             } => {
-                let proto = if resp == 3 {
-                    Proto::Resp3
-                } else {
-                    Proto::Resp2
-                };
+                let proto = Proto::from_number(resp);
                 super::batch::serve(&self, &from, digest, hops, proto, commands).await
             }
             Request::Txn {
@@ -337,11 +329,7 @@ impl Router {
                 watches,
                 commands,
             } => {
-                let proto = if resp == 3 {
-                    Proto::Resp3
-                } else {
-                    Proto::Resp2
-                };
+                let proto = Proto::from_number(resp);
                 let unit = crate::resp::multi::Unit {
                     partition,
                     watches,

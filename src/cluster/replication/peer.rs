@@ -33,11 +33,7 @@ pub(crate) async fn serve(router: &Arc<Router>, req: Request) -> Response {
             if args.first().and_then(|n| lookup(n)).is_none() {
                 return Response::Refused("empty or unknown command".into());
             }
-            let proto = if resp == 3 {
-                Proto::Resp3
-            } else {
-                Proto::Resp2
-            };
+            let proto = Proto::from_number(resp);
             let st = router.current();
             Response::Reply(router.execute_owned(&st, &args, proto).await)
         }

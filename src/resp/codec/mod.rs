@@ -40,6 +40,12 @@ impl Proto {
             Proto::Resp3 => 3,
         }
     }
+
+    /// The protocol a peer request names by [`number`](Self::number): 3 is
+    /// RESP3, anything else RESP2.
+    pub fn from_number(n: u8) -> Proto {
+        if n == 3 { Proto::Resp3 } else { Proto::Resp2 }
+    }
 }
 
 /// Parse a decimal `i64` exactly like Redis's `string2ll`: an optional `-`,
