@@ -45,7 +45,13 @@ pub(crate) struct Partition {
     /// Token of the thread holding this partition's gate (`gate.rs`), 0
     /// when none: other threads' operations wait while it is set.
     pub(crate) gate: u64,
-    /// Threads waiting for the gate (the holder wakes them only if any).
+    /// Shared holds (`gate.rs`): multi-key commands with two or more keys
+    /// here. They keep a gate from being taken, not other operations.
+    pub(crate) shared: u32,
+    /// Threads waiting to take the gate: new shared holds wait behind them.
+    pub(crate) wanted: u32,
+    /// Threads waiting on the partition's condition variable (a release
+    /// wakes them only if any).
     pub(crate) waiters: u32,
 }
 
@@ -79,6 +85,8 @@ impl Partition {
             tombs: hashbrown::HashMap::new(),
             evicted: super::marks::Marks::default(),
             gate: 0,
+            shared: 0,
+            wanted: 0,
             waiters: 0,
         }
     }
@@ -184,10 +192,12 @@ impl Partition {
 
     /// Drop every key and slot.
     pub(crate) fn clear(&mut self) {
-        // The gate and its waiters are not content: they stay.
-        let (gate, waiters) = (self.gate, self.waiters);
+        // The gate, the holds and the waiters are not content: they stay.
+        let (gate, shared, wanted, waiters) = (self.gate, self.shared, self.wanted, self.waiters);
         *self = Partition::new();
         self.gate = gate;
+        self.shared = shared;
+        self.wanted = wanted;
         self.waiters = waiters;
     }
 
