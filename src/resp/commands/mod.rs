@@ -335,10 +335,10 @@ pub fn execute(
     None
 }
 
-/// Run a data command. One whose keys share a partition runs under the
-/// gate of its partitions (`store::gate`), so a transaction on one of them
-/// (`MULTI`/`EXEC`) never runs between its keys: `MGET {u}a {u}b` sees both
-/// or neither of its writes.
+/// Run a data command. One with two or more keys in a partition holds
+/// that partition shared (`store::gate`) while it runs, so a transaction
+/// there (`MULTI`/`EXEC`) never runs between its keys: `MGET {u}a {u}b`
+/// sees both or neither of its writes.
 fn run_data(
     f: DataFn,
     spec: &CommandSpec,
