@@ -188,6 +188,7 @@ impl Node {
             let now = clock();
             let parts = start_cluster(&cfg, &store, clock, at, injected, &shutdown, &tasks).await?;
             let _ = parts.router.hot.set(hot.clone());
+            let _ = parts.router.txn.set(server.shared().stats.txn.clone());
             server.set_hook(parts.router.clone() as Arc<dyn ClusterHook>);
             if let Some(repl) = parts.router.replication() {
                 // Stamp no write below a version loaded from the snapshot.

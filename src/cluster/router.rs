@@ -98,6 +98,10 @@ pub struct Router {
     /// The node's hot keys and near-copy holders (`crate::hotkeys`); set
     /// once by the node at start.
     pub(crate) hot: std::sync::OnceLock<Arc<crate::hotkeys::HotTracker>>,
+    /// Transaction counters of the node (the RESP server's, set once by
+    /// the node at start; a router alone counts into its own): units run
+    /// here wait for their gate under them.
+    pub(crate) txn: std::sync::OnceLock<Arc<crate::resp::multi::TxnStats>>,
 }
 
 impl Router {
@@ -120,6 +124,7 @@ impl Router {
             flights: Arc::new(crate::api::loader::FlightTable::default()),
             coalescer: super::coalesce::Coalescer::default(),
             hot: std::sync::OnceLock::new(),
+            txn: std::sync::OnceLock::new(),
         })
     }
 

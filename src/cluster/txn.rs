@@ -292,7 +292,8 @@ impl Router {
         if let Some(refusal) = self.syncing(PartitionId(unit.partition)) {
             return UnitOutcome::Failed(error_bytes(proto, &refusal));
         }
-        let outcome = run_unit(&self.store, (self.clock)(), &unit, proto);
+        let stats = self.txn.get_or_init(Default::default);
+        let outcome = run_unit(&self.store, (self.clock)(), &unit, proto, stats);
         if let (UnitOutcome::Ran(_), Some(repl)) = (&outcome, self.repl.get())
             && replicating(self, st)
         {

@@ -15,6 +15,8 @@
 //!   `MULTI` is open.
 //! - [`exec`]: running a transaction, and [`run_unit`], the one place a
 //!   transaction's data commands run as one isolated unit on a store.
+//! - Counting what became of each `EXEC` and `DISCARD`, and the units'
+//!   gate waits ([`TxnStats`], in `stats.rs`).
 //!
 //! # Guarantees
 //! - Every key of the transaction (its commands' and the watched ones) in
@@ -38,9 +40,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+pub use self::stats::{Abort, TxnStats};
 use super::codec::Proto;
 use super::commands::{
     CmdResult, CommandSpec, Flag, Handler, admit_request, execute, execute_data,
@@ -50,6 +54,8 @@ use super::reply::Reply;
 use super::state::{Session, Shared};
 pub use crate::store::KeyStamp;
 use crate::store::{Store, UnixMillis, partition_of};
+
+mod stats;
 
 /// `EXEC` after a refused command.
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -259,6 +265,7 @@ pub(crate) fn intercept(
         Some(Word::Watch) => reply.error("ERR WATCH inside MULTI is not allowed"),
         Some(Word::Discard) => {
             txn.clear();
+            shared.stats.txn.discarded();
             reply.ok();
         }
         Some(Word::Exec) => {
@@ -267,6 +274,7 @@ pub(crate) fn intercept(
             let watches = std::mem::take(&mut txn.watches).into_iter().collect();
             txn.clear();
             if dirty {
+                shared.stats.txn.aborted(Abort::ExecAbort);
                 reply.error(EXECABORT);
                 return Intercept::Done;
             }
@@ -388,9 +396,18 @@ fn data_spec(args: &[Bytes]) -> Option<&'static CommandSpec> {
 
 /// Run `unit` on `store` at `now`: under the partition's gate, check the
 /// watches, then run every command; no other command on the partition runs
-/// in between. Synchronous: the gate never outlives this call.
-pub fn run_unit(store: &Store, now: UnixMillis, unit: &Unit, proto: Proto) -> UnitOutcome {
+/// in between. Synchronous: the gate never outlives this call. The time it
+/// waited for the gate goes to `stats`.
+pub fn run_unit(
+    store: &Store,
+    now: UnixMillis,
+    unit: &Unit,
+    proto: Proto,
+    stats: &TxnStats,
+) -> UnitOutcome {
+    let asked = Instant::now();
     let _gate = store.gate(vec![unit.partition]);
+    stats.gate_waited(asked.elapsed());
     if unit.watches.iter().any(|(k, s)| store.stamp(k, now) != *s) {
         return UnitOutcome::Aborted;
     }
@@ -453,9 +470,14 @@ fn shape(store: &Store, commands: &[Vec<Bytes>], watches: &[(Bytes, KeyStamp)]) 
 pub(crate) async fn exec(session: &mut Session, shared: &Arc<Shared>, txn: Exec) -> Bytes {
     let proto = session.proto;
     let mut out = BytesMut::new();
+    let stats = &shared.stats.txn;
     match shape(&shared.store, &txn.commands, &txn.watches) {
-        Shape::CrossSlot => Reply::new(&mut out, proto).error(CROSSSLOT),
+        Shape::CrossSlot => {
+            stats.aborted(Abort::CrossSlot);
+            Reply::new(&mut out, proto).error(CROSSSLOT)
+        }
         Shape::InOrder => {
+            stats.ran();
             Reply::new(&mut out, proto).array(txn.commands.len());
             for args in &txn.commands {
                 out.extend_from_slice(&run_one(session, shared, args).await);
@@ -474,15 +496,20 @@ pub(crate) async fn exec(session: &mut Session, shared: &Arc<Shared>, txn: Exec)
             };
             let outcome = match shared.hook.get() {
                 Some(hook) => hook.clone().exec_unit(unit, proto).await,
-                None => run_unit(&shared.store, shared.now(), &unit, proto),
+                None => run_unit(&shared.store, shared.now(), &unit, proto, stats),
             };
             let mut replies = match outcome {
                 UnitOutcome::Aborted => {
+                    stats.aborted(Abort::Watch);
                     Reply::new(&mut out, proto).null_array();
                     return out.freeze();
                 }
-                UnitOutcome::Failed(err) => return err,
+                UnitOutcome::Failed(err) => {
+                    stats.aborted(Abort::of_error(&err));
+                    return err;
+                }
                 UnitOutcome::Ran(replies) => {
+                    stats.ran();
                     let mut all = vec![Bytes::new(); txn.commands.len()];
                     for ((i, _), r) in data.iter().zip(replies) {
                         all[*i] = r;

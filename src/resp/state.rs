@@ -110,6 +110,11 @@ pub struct ServerStats {
     /// read by the admin `/metrics`; not reset by CONFIG RESETSTAT, as
     /// Prometheus counters only grow).
     pub commands: crate::admin::CommandStats,
+    /// Transactions: EXEC outcomes, DISCARDs, units' gate waits (INFO
+    /// stats `txn_*`, `/metrics` `shoal_txn_*`; shared with the cluster
+    /// router, which runs the units peers send; not reset by CONFIG
+    /// RESETSTAT either).
+    pub txn: Arc<super::multi::TxnStats>,
 }
 
 impl ServerStats {

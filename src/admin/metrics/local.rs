@@ -191,6 +191,54 @@ pub(super) fn resp_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {
     )
 }
 
+/// Transactions: EXEC outcomes, DISCARDs, units' gate waits.
+pub(super) fn txn_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {
+    use crate::resp::multi::Abort;
+    let t = &s.resp.stats.txn;
+    counter(
+        e,
+        "shoal_txn_exec",
+        "EXECs whose commands ran (INFO txn_exec).",
+        t.execs(),
+    )?;
+    let aborted: Vec<(&str, u64)> = Abort::ALL
+        .iter()
+        .map(|&why| (why.label(), t.aborts(why)))
+        .collect();
+    counters(
+        e,
+        "shoal_txn_aborted",
+        "EXECs that ran nothing, by reason: a watched key changed (null reply), EXECABORT after \
+         a command refused while queuing, CROSSSLOT, TRYAGAIN while the partition syncs, \
+         TRYAGAIN outcome unknown, any other error (INFO txn_aborted_<reason>).",
+        "reason",
+        &aborted,
+    )?;
+    counter(
+        e,
+        "shoal_txn_discard",
+        "DISCARDs of an open transaction (INFO txn_discard).",
+        t.discards(),
+    )?;
+    let waits = t.gate_waits();
+    let buckets: Vec<(f64, u64)> = BUCKET_BOUNDS_NS
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (b as f64 / 1e9, waits.as_ref().map_or(0, |w| w.buckets[i])))
+        .collect();
+    let (sum, count) = waits
+        .as_ref()
+        .map_or((0.0, 0), |w| (w.sum_seconds, w.count));
+    let mut m = e.encode_descriptor(
+        "shoal_txn_gate_wait_seconds",
+        "Time a transaction unit run on this node waited for its partition's gate \
+         (INFO txn_gate_waits, txn_gate_wait_usec).",
+        None,
+        MetricType::Histogram,
+    )?;
+    m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+}
+
 pub(super) fn command_metrics(s: &AdminSources, e: &mut DescriptorEncoder) -> Enc {
     let snap = s.resp.stats.commands.snapshot();
     let named: Vec<(&str, &crate::admin::CommandSnapshot)> = snap

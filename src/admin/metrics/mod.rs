@@ -24,7 +24,7 @@ use prometheus_client::registry::Registry;
 use self::cluster::{cert_metrics, cluster_metrics};
 use self::encode::{counter, counters, gauge, gauges, load};
 use self::hot::hot_metrics;
-use self::local::{command_metrics, persist_metrics, resp_metrics, store_metrics};
+use self::local::{command_metrics, persist_metrics, resp_metrics, store_metrics, txn_metrics};
 use super::AdminSources;
 
 /// The collector registered once; reads `sources` on every scrape.
@@ -54,6 +54,7 @@ impl Collector for NodeCollector {
         store_metrics(s, &mut e)?;
         resp_metrics(s, &mut e)?;
         command_metrics(s, &mut e)?;
+        txn_metrics(s, &mut e)?;
         hot_metrics(s, &mut e)?;
         let (primary, replica) = s.ownership();
         gauges(

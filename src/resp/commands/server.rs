@@ -215,7 +215,7 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              instantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n\
              rejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\n\
-             keyspace_misses:{}\r\ntotal_error_replies:0\r\nprotocol_errors:{}\r\n",
+             keyspace_misses:{}\r\ntotal_error_replies:0\r\nprotocol_errors:{}\r\n{}",
             st.total_connections_received.load(r),
             st.total_commands_processed.load(r),
             st.instantaneous_ops(),
@@ -226,7 +226,8 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
             store.evicted,
             store.hits,
             store.misses,
-            st.protocol_errors.load(r)
+            st.protocol_errors.load(r),
+            txn_fields(&st.txn)
         ),
         "keyspace" => {
             let _ = t.write_str("# Keyspace\r\n");
@@ -246,6 +247,24 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
         },
         _ => Ok(()),
     };
+}
+
+/// INFO stats' transaction fields (`txn_*`; Redis has none for MULTI).
+fn txn_fields(t: &crate::resp::multi::TxnStats) -> String {
+    use crate::resp::multi::Abort;
+    let mut out = format!(
+        "txn_exec:{}\r\ntxn_discard:{}\r\n",
+        t.execs(),
+        t.discards()
+    );
+    for why in Abort::ALL {
+        let _ = write!(out, "txn_aborted_{}:{}\r\n", why.label(), t.aborts(why));
+    }
+    let (count, usec) = t.gate_waits().map_or((0, 0), |w| {
+        (w.count, (w.sum_seconds * 1e6).round() as u64)
+    });
+    let _ = write!(out, "txn_gate_waits:{count}\r\ntxn_gate_wait_usec:{usec}\r\n");
+    out
 }
 
 /// Parameters CONFIG GET answers, with their current values.

@@ -54,7 +54,8 @@ fn a_unit_aborts_when_a_watched_key_changed() {
             &s,
             now,
             &unit(vec![(Bytes::from_static(b"{u}a"), before)]),
-            Proto::Resp2
+            Proto::Resp2,
+            &TxnStats::default()
         ),
         UnitOutcome::Ran(vec![
             Bytes::from_static(b":1\r\n"),
@@ -67,7 +68,8 @@ fn a_unit_aborts_when_a_watched_key_changed() {
             &s,
             now,
             &unit(vec![(Bytes::from_static(b"{u}a"), before)]),
-            Proto::Resp2
+            Proto::Resp2,
+            &TxnStats::default()
         ),
         UnitOutcome::Aborted
     );
