@@ -168,8 +168,18 @@ pub enum Request {
         commands: Vec<Vec<Bytes>>,
     },
     /// `WATCH`: the current stamps of `keys` here; answers `Stamps`
-    /// (`WrongOwner` if a key's partition has no copy here).
+    /// (`WrongOwner` if a key's partition has no copy here), an absent key
+    /// stamped `Absent` (without a creation mark: the sender may be an
+    /// older node that does not know `AbsentSince`).
     Stamps {
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
+    /// `WATCH`, as `Stamps`, but an absent key is stamped `AbsentSince`
+    /// (this store's creation mark), so a key created after the watch is
+    /// seen at `EXEC` even if gone again. A receiver that does not know
+    /// this variant refuses it, and the sender asks again with `Stamps`.
+    WatchStamps {
         /// The keys.
         keys: Vec<Bytes>,
     },
@@ -297,6 +307,23 @@ mod tests {
             decode::<Request>("c1", &bytes),
             Err(ProtoError::Version(PROTOCOL_VERSION + 1))
         );
+    }
+
+    /// An older node decodes these bodies: the variants it knows keep
+    /// their indexes and shapes (new ones only ever go at the end).
+    #[test]
+    fn stamps_keep_the_encoding_older_nodes_read() {
+        use crate::store::KeyStamp;
+        let stamps = Response::Stamps(vec![
+            KeyStamp::Absent,
+            KeyStamp::Live(5, 1),
+            KeyStamp::Deleted(6, 2),
+        ]);
+        let body = postcard::to_stdvec(&stamps).expect("encode");
+        assert_eq!(body, [12, 3, 0, 1, 5, 1, 2, 6, 2]);
+        let keys = vec![Bytes::from_static(b"k")];
+        let ask = postcard::to_stdvec(&Request::Stamps { keys }).expect("encode");
+        assert_eq!(ask, [12, 1, 1, b'k']);
     }
 
     proptest! {

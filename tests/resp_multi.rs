@@ -195,6 +195,54 @@ async fn a_watched_key_deleted_expired_or_flushed_aborts_exec() {
     s.stop().await;
 }
 
+/// As Redis 7: a key absent at WATCH and created before EXEC is a change
+/// even if it is gone again (expired, deleted: standalone keeps no
+/// tombstone); a delete of the still absent key, a write of another key or
+/// a FLUSHALL are not.
+#[tokio::test]
+async fn a_key_absent_at_watch_created_and_gone_again_aborts_exec() {
+    let s = TestServer::start().await;
+    let mut r = s.raw().await;
+    let mut other = s.raw().await;
+    // Created, then expired.
+    assert_eq!(r.call(&[b"WATCH", b"{a}e"]).await, simple("OK"));
+    assert_eq!(
+        other.call(&[b"SET", b"{a}e", b"v", b"PX", b"50"]).await,
+        simple("OK")
+    );
+    s.clock.advance(200);
+    assert_eq!(r.call(&[b"MULTI"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"GET", b"{a}e"]).await, simple("QUEUED"));
+    exact(&mut r, &[b"EXEC"], b"*-1\r\n").await;
+    // Created, then deleted.
+    assert_eq!(r.call(&[b"WATCH", b"{a}d"]).await, simple("OK"));
+    assert_eq!(other.call(&[b"SET", b"{a}d", b"v"]).await, simple("OK"));
+    assert_eq!(other.call(&[b"DEL", b"{a}d"]).await, int(1));
+    assert_eq!(r.call(&[b"MULTI"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"GET", b"{a}d"]).await, simple("QUEUED"));
+    exact(&mut r, &[b"EXEC"], b"*-1\r\n").await;
+    // Never created: a DEL of it, another key written (in another
+    // partition: one of its own could share its bucket), a FLUSHALL.
+    let n = s.store.partitions();
+    let elsewhere = (0..)
+        .map(|i| format!("o{i}"))
+        .find(|k| {
+            shoal::store::partition_of(k.as_bytes(), n) != shoal::store::partition_of(b"{a}n", n)
+        })
+        .expect("a key in another partition");
+    assert_eq!(r.call(&[b"WATCH", b"{a}n"]).await, simple("OK"));
+    assert_eq!(other.call(&[b"DEL", b"{a}n"]).await, int(0));
+    assert_eq!(
+        other.call(&[b"SET", elsewhere.as_bytes(), b"v"]).await,
+        simple("OK")
+    );
+    assert_eq!(other.call(&[b"FLUSHALL"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"MULTI"]).await, simple("OK"));
+    assert_eq!(r.call(&[b"GET", b"{a}n"]).await, simple("QUEUED"));
+    exact(&mut r, &[b"EXEC"], b"*1\r\n$-1\r\n").await;
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn exec_answers_resp3_null_after_hello_3() {
     let s = TestServer::start().await;

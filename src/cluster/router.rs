@@ -342,7 +342,8 @@ impl Router {
                 };
                 super::txn::serve_txn(&self, &from, digest, hops, proto, acting, unit).await
             }
-            Request::Stamps { keys } => super::txn::serve_stamps(&self, &keys),
+            Request::Stamps { keys } => super::txn::serve_stamps(&self, &keys, false),
+            Request::WatchStamps { keys } => super::txn::serve_stamps(&self, &keys, true),
         };
         self.answer(&response)
     }

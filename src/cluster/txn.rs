@@ -2,9 +2,12 @@
 //!
 //! # What this module owns
 //! - [`Router::watch_stamps`]: each watched key's [`KeyStamp`] read at its
-//!   primary (here, or one [`Request::Stamps`] per other primary; with
+//!   primary (here, or one [`Request::WatchStamps`] per other primary, or
+//!   [`Request::Stamps`] if it is an older build that refuses it; with
 //!   replication on and a primary unreachable, at the next replica that
-//!   answers, where a failed-over unit would run).
+//!   answers, where a failed-over unit would run). A key absent there is
+//!   stamped with that store's creation mark (`store::watch`), which only
+//!   that store can check: a unit run elsewhere sees it as changed.
 //! - [`Router::exec_unit`]: a transaction's data commands, all on one
 //!   partition ([`Unit`]), run as one unit on the partition's primary: here
 //!   ([`run_unit`] under the partition's gate, then the written keys are
@@ -84,7 +87,8 @@ impl Router {
         Ok(out)
     }
 
-    /// The stamps of `keys` on `node` (one request).
+    /// The stamps of `keys` on `node` (one request; again in the old
+    /// form if `node` is an older build that refuses the new one).
     async fn stamps_on(
         &self,
         st: &ClusterState,
@@ -92,10 +96,17 @@ impl Router {
         keys: Vec<Bytes>,
     ) -> Result<Vec<KeyStamp>, StampsError> {
         let n = keys.len();
-        let answer = self
-            .send(st, node, &Request::Stamps { keys })
+        let mut answer = self
+            .send(st, node, &Request::WatchStamps { keys: keys.clone() })
             .await
             .map_err(StampsError::Unreachable)?;
+        if let Response::Refused(why) = &answer {
+            tracing::debug!(%node, %why, "WatchStamps refused; asking with Stamps");
+            answer = self
+                .send(st, node, &Request::Stamps { keys })
+                .await
+                .map_err(StampsError::Unreachable)?;
+        }
         match answer {
             Response::Stamps(stamps) if stamps.len() == n => Ok(stamps),
             // Its refusal (partition syncing there) is the answer: asking
@@ -413,10 +424,12 @@ pub(crate) async fn serve_txn(
     }
 }
 
-/// A peer's [`Request::Stamps`]: the keys' stamps here; `WrongOwner` if
-/// a key's partition has no copy here under our view (an empty copy would
-/// stamp `Absent`), a refusal while one of their partitions syncs here.
-pub(crate) fn serve_stamps(router: &Router, keys: &[Bytes]) -> Response {
+/// A peer's [`Request::WatchStamps`] (`marks`) or [`Request::Stamps`]
+/// (absent keys stamped without a creation mark, as an older node reads
+/// them): the keys' stamps here; `WrongOwner` if a key's partition has no
+/// copy here under our view (an empty copy would stamp absent), a refusal
+/// while one of their partitions syncs here.
+pub(crate) fn serve_stamps(router: &Router, keys: &[Bytes], marks: bool) -> Response {
     let st = router.current();
     let n = st.ring.partitions();
     for k in keys {
@@ -431,5 +444,9 @@ pub(crate) fn serve_stamps(router: &Router, keys: &[Bytes]) -> Response {
         }
     }
     let now = (router.clock)();
-    Response::Stamps(keys.iter().map(|k| router.store.stamp(k, now)).collect())
+    let stamp = |k: &Bytes| {
+        let s = router.store.stamp(k, now);
+        if marks { s } else { s.without_mark() }
+    };
+    Response::Stamps(keys.iter().map(stamp).collect())
 }

@@ -408,7 +408,11 @@ pub fn run_unit(
     let asked = Instant::now();
     let _gate = store.gate(vec![unit.partition]);
     stats.gate_waited(asked.elapsed());
-    if unit.watches.iter().any(|(k, s)| store.stamp(k, now) != *s) {
+    if unit
+        .watches
+        .iter()
+        .any(|(k, s)| !store.unchanged(k, s, now))
+    {
         return UnitOutcome::Aborted;
     }
     let replies = unit

@@ -38,6 +38,9 @@ pub struct Store {
     pub(super) gates: Box<[Condvar]>,
     /// Seed of the in-table key hash (random per store, against HashDoS).
     pub(super) seed: u64,
+    /// This store's identity (random): `WATCH` stamps of absent keys carry
+    /// it, as their creation marks mean nothing on another store.
+    pub(super) id: u64,
     /// `maxmemory` in bytes; 0 = unlimited.
     maxmemory: AtomicU64,
     /// Bytes the process holds beyond what the store charges (set by the
@@ -109,6 +112,7 @@ impl Store {
             parts: (0..p).map(|_| Mutex::new(Partition::new())).collect(),
             gates: (0..p).map(|_| Condvar::new()).collect(),
             seed: rand::random(),
+            id: rand::random(),
             maxmemory: AtomicU64::new(cfg.maxmemory),
             overhead: AtomicU64::new(0),
             policy: AtomicU8::new(policy_index(cfg.policy)),

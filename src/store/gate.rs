@@ -19,8 +19,6 @@
 //!   `-c 50` went from 1.7-3.3 ms (no gates) to 2.2-5.0. With shared holds,
 //!   three alternating rounds: 1.7-2.5 ms (no gates 1.7-2.2, exclusive
 //!   gates 1.8-3.1), throughput unchanged.
-//! - [`KeyStamp`]: what `WATCH` remembers of a key (absent, or the version
-//!   of its value or tombstone), compared again at `EXEC`.
 //!
 //! # How
 //! A partition's `gate` field (under its mutex) names the thread holding it
@@ -49,11 +47,9 @@ use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use super::engine::Store;
-use super::partition::{Partition, key_hash};
-use super::types::UnixMillis;
+use super::partition::Partition;
 
 /// The next thread token to hand out (0 means "no holder").
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
@@ -74,17 +70,6 @@ pub(crate) fn token() -> u64 {
         t.set(v);
         v
     })
-}
-
-/// A key's state as `WATCH` sees it at the key's primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyStamp {
-    /// No live key and no tombstone.
-    Absent,
-    /// A live key whose last write had this `(version, node)`.
-    Live(u64, u16),
-    /// A tombstone (cluster mode) of a delete with this `(version, node)`.
-    Deleted(u64, u16),
 }
 
 /// Partitions held by one thread; released when dropped.
@@ -225,21 +210,6 @@ impl Store {
             shared: true,
         })
     }
-
-    /// What `WATCH` remembers of `key` now (an expired key is absent).
-    pub fn stamp(&self, key: &[u8], now: UnixMillis) -> KeyStamp {
-        let pid = self.partition_of(key).0;
-        let h = key_hash(key, self.seed);
-        let mut part = self.lock(pid);
-        if let Some(slot) = self.find_live(pid, &mut part, key, h, now.0) {
-            let e = &part.slots[slot as usize];
-            return KeyStamp::Live(e.version, e.node);
-        }
-        match part.tombs.get(key) {
-            Some(t) => KeyStamp::Deleted(t.version, t.node),
-            None => KeyStamp::Absent,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -248,7 +218,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
-    use crate::store::StoreConfig;
+    use crate::store::{StoreConfig, UnixMillis};
 
     const NOW: UnixMillis = UnixMillis(1_000);
 
@@ -257,59 +227,6 @@ mod tests {
             partitions: 4,
             ..StoreConfig::default()
         }))
-    }
-
-    #[test]
-    fn a_stamp_changes_with_every_write_and_delete() {
-        let s = store();
-        assert_eq!(s.stamp(b"k", NOW), KeyStamp::Absent);
-        s.set(b"k", Bytes::from_static(b"1"), None, NOW)
-            .expect("set");
-        let first = s.stamp(b"k", NOW);
-        s.set(b"k", Bytes::from_static(b"1"), None, NOW)
-            .expect("set");
-        let second = s.stamp(b"k", NOW);
-        assert!(matches!(first, KeyStamp::Live(..)));
-        assert_ne!(first, second, "the same value written again is a change");
-        s.delete(b"k", NOW);
-        assert_eq!(s.stamp(b"k", NOW), KeyStamp::Absent);
-    }
-
-    /// Standalone, a record merged from a snapshot keeps its version: the
-    /// store's counter must move past it, or a later write of the key can
-    /// get the very version a WATCH recorded and EXEC misses the change.
-    #[test]
-    fn a_loaded_record_moves_the_version_counter_past_it() {
-        let a = store();
-        for _ in 0..5 {
-            a.set(b"k", Bytes::from_static(b"old"), None, NOW)
-                .expect("set");
-        }
-        let rec = a.record(b"k", NOW).expect("a record");
-        let b = store();
-        assert!(b.apply(&rec, NOW).expect("merged"), "the load applies it");
-        let watched = b.stamp(b"k", NOW);
-        for i in 0..4 {
-            b.set(
-                format!("o{i}").as_bytes(),
-                Bytes::from_static(b"x"),
-                None,
-                NOW,
-            )
-            .expect("set");
-        }
-        b.set(b"k", Bytes::from_static(b"new"), None, NOW)
-            .expect("set");
-        assert_ne!(b.stamp(b"k", NOW), watched, "the write is a change");
-    }
-
-    #[test]
-    fn an_expired_key_stamps_absent() {
-        let s = store();
-        s.set(b"k", Bytes::from_static(b"v"), Some(UnixMillis(1_500)), NOW)
-            .expect("set");
-        assert!(matches!(s.stamp(b"k", NOW), KeyStamp::Live(..)));
-        assert_eq!(s.stamp(b"k", UnixMillis(2_000)), KeyStamp::Absent);
     }
 
     #[test]

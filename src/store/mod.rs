@@ -40,6 +40,8 @@
 //!   logical clock, versioned tombstones, last-writer-wins merge of a
 //!   peer's [`Record`], partition export, bucketed digests, dropping a
 //!   partition.
+//! - `gate.rs`: partition gates (transactions, multi-key commands);
+//!   `watch.rs`: what `WATCH` remembers of a key and `EXEC` checks.
 //! - `marks.rs`: eviction marks and tombstones under `maxmemory`: their
 //!   charge, the marks' cap (1/16 of the limit), lossy partitions.
 //! - `eviction/`: sampled LRU/LFU/random/TTL (`sample.rs`), sharded
@@ -67,6 +69,7 @@ mod replica;
 mod scan;
 mod ttl;
 mod types;
+mod watch;
 
 pub use types::{
     EntryRef, EvictionPolicy, Mutation, PartitionId, StoreConfig, StoreError, StoreStats,
@@ -75,10 +78,11 @@ pub use types::{
 mod engine;
 
 pub use engine::{ScanPage, Store};
-pub use gate::{Gate, KeyStamp};
+pub use gate::Gate;
 pub use marks::{LOSSY_MS, MARK_SHARE, MarkStats};
 pub use prefetch::PREFETCH_BATCH;
 pub use replica::{Body, DIGEST_BUCKETS, Digest, Origin, Record};
+pub use watch::KeyStamp;
 
 #[cfg(test)]
 mod tests;

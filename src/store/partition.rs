@@ -19,6 +19,17 @@ use super::entry::{Entry, FREE, QUEUED, TOMB};
 /// End of the free list.
 const NIL: u32 = u32::MAX;
 
+/// Buckets of key hashes a partition keeps its last creation per, once a
+/// key absent here was watched (`watch.rs`): another key created in the
+/// same bucket between `WATCH` and `EXEC` aborts the transaction too.
+pub(crate) const BORN_BUCKETS: usize = 64;
+
+/// The bucket of a key hash in [`Partition::born`] (bits the table's own
+/// probing does not lean on).
+pub(crate) fn born_bucket(h: u64) -> usize {
+    ((h >> 32) as usize) % BORN_BUCKETS
+}
+
 /// The keys of one partition.
 #[derive(Debug)]
 pub(crate) struct Partition {
@@ -53,6 +64,15 @@ pub(crate) struct Partition {
     /// Threads waiting on the partition's condition variable (a release
     /// wakes them only if any).
     pub(crate) waiters: u32,
+    /// Keys created here (inserted where absent) since the store started:
+    /// the mark a `WATCH` of an absent key records (`watch.rs`). Not
+    /// content: `clear` keeps it, so a mark is never reused.
+    pub(crate) created: u64,
+    /// Per bucket of key hashes ([`born_bucket`]), `created` just after
+    /// the bucket's last creation. Allocated by the first watch of an
+    /// absent key here (before it, no stamp could compare with it); `clear`
+    /// keeps it.
+    pub(crate) born: Option<Box<[u64; BORN_BUCKETS]>>,
 }
 
 /// A deleted key's version, kept so an older write arriving late (or a
@@ -88,6 +108,8 @@ impl Partition {
             shared: 0,
             wanted: 0,
             waiters: 0,
+            created: 0,
+            born: None,
         }
     }
 
@@ -116,6 +138,10 @@ impl Partition {
             self.with_ttl += 1;
         }
         self.live += 1;
+        self.created += 1;
+        if let Some(born) = self.born.as_deref_mut() {
+            born[born_bucket(h)] = self.created;
+        }
         let slot = self.alloc_slot(entry);
         let slots = &self.slots;
         self.index
@@ -192,13 +218,17 @@ impl Partition {
 
     /// Drop every key and slot.
     pub(crate) fn clear(&mut self) {
-        // The gate, the holds and the waiters are not content: they stay.
+        // The gate, the holds, the waiters and the creation marks are not
+        // content: they stay.
         let (gate, shared, wanted, waiters) = (self.gate, self.shared, self.wanted, self.waiters);
+        let (created, born) = (self.created, self.born.take());
         *self = Partition::new();
         self.gate = gate;
         self.shared = shared;
         self.wanted = wanted;
         self.waiters = waiters;
+        self.created = created;
+        self.born = born;
     }
 
     /// Turn every tombstone into a free slot and clear every `QUEUED` flag

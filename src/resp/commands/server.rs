@@ -252,18 +252,17 @@ fn section(shared: &Shared, name: &str, keyspace: Option<(u64, u64)>, t: &mut St
 /// INFO stats' transaction fields (`txn_*`; Redis has none for MULTI).
 fn txn_fields(t: &crate::resp::multi::TxnStats) -> String {
     use crate::resp::multi::Abort;
-    let mut out = format!(
-        "txn_exec:{}\r\ntxn_discard:{}\r\n",
-        t.execs(),
-        t.discards()
-    );
+    let mut out = format!("txn_exec:{}\r\ntxn_discard:{}\r\n", t.execs(), t.discards());
     for why in Abort::ALL {
         let _ = write!(out, "txn_aborted_{}:{}\r\n", why.label(), t.aborts(why));
     }
-    let (count, usec) = t.gate_waits().map_or((0, 0), |w| {
-        (w.count, (w.sum_seconds * 1e6).round() as u64)
-    });
-    let _ = write!(out, "txn_gate_waits:{count}\r\ntxn_gate_wait_usec:{usec}\r\n");
+    let (count, usec) = t
+        .gate_waits()
+        .map_or((0, 0), |w| (w.count, (w.sum_seconds * 1e6).round() as u64));
+    let _ = write!(
+        out,
+        "txn_gate_waits:{count}\r\ntxn_gate_wait_usec:{usec}\r\n"
+    );
     out
 }
 
