@@ -216,6 +216,31 @@ mod tests {
         assert!(!s.unchanged(b"f", &watched, NOW), "created, then flushed");
     }
 
+    /// Created, then evicted: the fillers live in other partitions, so
+    /// only the watched key's own creation can abort.
+    #[test]
+    fn a_key_absent_when_watched_created_and_evicted_is_a_change() {
+        let s = Store::new(StoreConfig {
+            partitions: 16,
+            maxmemory: 64 * 1024,
+            policy: crate::store::EvictionPolicy::AllKeysLru,
+        });
+        let watched = s.stamp(b"k", NOW);
+        set(&s, b"k", None);
+        let mine = s.partition_of(b"k");
+        let fillers = (0..100_000)
+            .map(|i| format!("f{i}").into_bytes())
+            .filter(|f| s.partition_of(f) != mine);
+        for f in fillers {
+            set(&s, &f, None);
+            if s.get(b"k", NOW).is_none() {
+                break;
+            }
+        }
+        assert!(s.get(b"k", NOW).is_none(), "k was evicted");
+        assert!(!s.unchanged(b"k", &watched, NOW));
+    }
+
     #[test]
     fn other_keys_of_the_partition_change_nothing_unless_they_share_the_bucket() {
         let s = store();
