@@ -13,8 +13,9 @@
 //! - [`intercept`]: what the connection calls first for each request; it
 //!   answers the transaction commands and queues everything else while a
 //!   `MULTI` is open.
-//! - [`exec`]: running a transaction, and [`run_unit`], the one place a
-//!   transaction's data commands run as one isolated unit on a store.
+//! - [`exec`]: running a transaction; [`run_unit`] (in `unit.rs`) is the
+//!   one place a transaction's data commands run as one isolated unit on
+//!   a store.
 //! - Counting what became of each `EXEC` and `DISCARD`, and the units'
 //!   gate waits ([`TxnStats`], in `stats.rs`).
 //!
@@ -40,22 +41,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 pub use self::stats::{Abort, TxnStats};
-use super::codec::Proto;
-use super::commands::{
-    CmdResult, CommandSpec, Flag, Handler, admit_request, execute, execute_data,
-};
+pub use self::unit::{Unit, UnitOutcome, run_unit};
+use super::commands::{CmdResult, CommandSpec, Flag, Handler, admit_request, execute};
 use super::limits::ClientLimits;
 use super::reply::Reply;
 use super::state::{Session, Shared};
 pub use crate::store::KeyStamp;
-use crate::store::{Store, UnixMillis, partition_of};
+use crate::store::{Store, partition_of};
 
 mod stats;
+mod unit;
 
 /// `EXEC` after a refused command.
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -331,60 +330,6 @@ pub(crate) async fn stamps(
     }
 }
 
-/// A transaction's data commands on one partition, run as one unit on its
-/// primary.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Unit {
-    /// The partition every key lies in.
-    pub partition: u32,
-    /// Watched keys and their stamps when watched.
-    pub watches: Vec<(Bytes, KeyStamp)>,
-    /// The data commands, in order.
-    pub commands: Vec<Vec<Bytes>>,
-}
-
-impl Unit {
-    /// Whether every key of the unit lies in its partition (of `n`): a
-    /// receiver checks it rather than trust the sender.
-    pub fn is_one_partition(&self, n: u32) -> bool {
-        let p = self.partition;
-        self.watches.iter().all(|(k, _)| partition_of(k, n).0 == p)
-            && self.commands.iter().all(|args| {
-                data_spec(args)
-                    .is_some_and(|spec| spec.keys(args).all(|k| partition_of(k, n).0 == p))
-            })
-    }
-
-    /// The keys the unit's write commands name (to replicate).
-    pub fn written_keys(&self) -> Vec<Bytes> {
-        let mut keys: Vec<Bytes> = self
-            .commands
-            .iter()
-            .filter_map(|args| {
-                data_spec(args)
-                    .filter(|s| s.has(Flag::Write))
-                    .map(|s| (s, args))
-            })
-            .flat_map(|(spec, args)| spec.keys(args).cloned())
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys
-    }
-}
-
-/// What became of a [`Unit`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum UnitOutcome {
-    /// It ran: one encoded reply per command, in order.
-    Ran(Vec<Bytes>),
-    /// A watched key had changed: nothing ran.
-    Aborted,
-    /// It could not run (owner unreachable, views disagree ...): this
-    /// encoded error is `EXEC`'s reply.
-    Failed(Bytes),
-}
-
 /// The spec of a data command with keys, or `None`.
 fn data_spec(args: &[Bytes]) -> Option<&'static CommandSpec> {
     let (_, spec) = args.first().and_then(|n| super::commands::lookup(n))?;
@@ -392,42 +337,6 @@ fn data_spec(args: &[Bytes]) -> Option<&'static CommandSpec> {
         return None;
     };
     (spec.arity_ok(args.len()) && spec.keys(args).next().is_some()).then_some(spec)
-}
-
-/// Run `unit` on `store` at `now`: under the partition's gate, check the
-/// watches, then run every command; no other command on the partition runs
-/// in between. Synchronous: the gate never outlives this call. The time it
-/// waited for the gate goes to `stats`.
-pub fn run_unit(
-    store: &Store,
-    now: UnixMillis,
-    unit: &Unit,
-    proto: Proto,
-    stats: &TxnStats,
-) -> UnitOutcome {
-    let asked = Instant::now();
-    let _gate = store.gate(vec![unit.partition]);
-    stats.gate_waited(asked.elapsed());
-    if unit
-        .watches
-        .iter()
-        .any(|(k, s)| !store.unchanged(k, s, now))
-    {
-        return UnitOutcome::Aborted;
-    }
-    let replies = unit
-        .commands
-        .iter()
-        .map(|args| {
-            let mut out = BytesMut::new();
-            let mut reply = Reply::new(&mut out, proto);
-            if !execute_data(store, now, args, &mut reply) {
-                reply.error("ERR this command cannot run in a transaction unit");
-            }
-            out.freeze()
-        })
-        .collect();
-    UnitOutcome::Ran(replies)
 }
 
 /// How `EXEC` runs a transaction.

@@ -2,6 +2,8 @@
 //! watches.
 
 use super::*;
+use crate::resp::codec::Proto;
+use crate::store::UnixMillis;
 
 fn cmd(parts: &[&str]) -> Vec<Bytes> {
     parts.iter().map(|p| Bytes::from(p.to_string())).collect()
