@@ -393,6 +393,38 @@ async fn oversized_request_frame_is_rejected_without_crashing() {
     b.shutdown().await;
 }
 
+/// The peer acted on the request but its reply exceeds its frame limit:
+/// the request was delivered (it may have run), unlike a request refused
+/// unread, which is a `BadFrame`.
+#[tokio::test]
+async fn reply_over_the_peer_limit_is_lost_not_refused() {
+    let pki = TestPki::new("test").expect("pki");
+    let (a, _rx_a) = start(pki.node("node-a").expect("a"));
+    let mut cfg = QuicConfig::new(any_port(), pki.node("node-b").expect("b"));
+    cfg.max_frame = 64;
+    let (b, rx_b) = QuicTransport::bind(cfg).expect("bind b");
+    let _dg = serve(rx_b);
+
+    // The reply is "node-a:" and the request: 7 bytes over the request.
+    let err = a
+        .request(&named(&b, "node-b"), Bytes::from(vec![b'x'; 60]))
+        .await
+        .expect_err("reply too large");
+    assert!(matches!(err, TransportError::Lost(..)), "{err}");
+    assert!(err.maybe_delivered(), "{err}");
+    let s = b.stats().snapshot();
+    assert_eq!((s.requests_in, s.frames_rejected), (1, 1));
+    // A request the peer refuses unread is not delivered.
+    let err = a
+        .request(&named(&b, "node-b"), Bytes::from(vec![b'x'; 100]))
+        .await
+        .expect_err("request too large");
+    assert!(matches!(err, TransportError::BadFrame(..)), "{err}");
+    assert!(!err.maybe_delivered(), "{err}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test]
 async fn request_above_our_own_limit_fails_before_sending() {
     let pki = TestPki::new("test").expect("pki");
@@ -426,6 +458,7 @@ async fn request_without_a_reply_times_out() {
         .await
         .expect_err("no reply");
     assert!(matches!(err, TransportError::Timeout(_)), "{err}");
+    assert!(err.maybe_delivered(), "{err}");
     assert!(matches!(
         held.await.expect("join"),
         Some(Incoming::Request { .. })
@@ -549,7 +582,9 @@ async fn shutdown_does_not_wait_for_unanswered_requests() {
         .await
         .expect("shutdown waited for the application's answer");
     let err = pending.await.expect("join").expect_err("no answer");
-    assert!(!matches!(err, TransportError::BadFrame(..)), "{err}");
+    // b had the whole request when it went away: it may have acted on it.
+    assert!(matches!(err, TransportError::Lost(..)), "{err}");
+    assert!(err.maybe_delivered(), "{err}");
     drop(held);
     a.shutdown().await;
 }

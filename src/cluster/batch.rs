@@ -50,6 +50,7 @@ use bytes::Bytes;
 
 use super::coalesce::{Coalescer, UnitError};
 use super::repl_lane::together;
+use super::replication::{replay_safe, unknown_outcome};
 use super::router::{Plan, Router, error_bytes};
 use super::state::ClusterState;
 use crate::proto::{Request, Response};
@@ -285,6 +286,24 @@ async fn send_group(
                 out.push(reply);
             }
         }
+        UnitError::Unknown(why) => {
+            // The owner may have run them: send again only what is
+            // harmless to run twice (the single-command path, which fails
+            // over if need be); the rest cannot be answered.
+            stats.forward_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%owner, error = %why, "batch may have run without an answer");
+            for q in cmds {
+                if replay_safe(q.spec, &q.args) {
+                    stats.forwarded.fetch_sub(1, Ordering::Relaxed);
+                    let reply = router
+                        .forward_or_failover(st, owner, q.spec, q.args, proto, 1)
+                        .await;
+                    out.push(reply);
+                } else {
+                    out.push(unknown_outcome(proto, owner, &why));
+                }
+            }
+        }
         UnitError::Unreachable(why) => {
             stats.forward_errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%owner, error = %why, "batch forward failed");
@@ -330,8 +349,12 @@ async fn failover(
             resp: proto.number() as u8,
             args: q.args.clone(),
         };
-        if let Ok(Response::Reply(bytes)) = router.send(st, next, &req).await {
-            return bytes;
+        match router.send(st, next, &req).await {
+            Ok(Response::Reply(bytes)) => return bytes,
+            Err(e) if e.maybe_delivered && !replay_safe(q.spec, &q.args) => {
+                return unknown_outcome(proto, next, &e.why);
+            }
+            _ => {}
         }
     }
     error_bytes(proto, &format!("TRYAGAIN no replica of {p} reachable"))

@@ -54,9 +54,13 @@ pub(crate) enum UnitError {
     /// an older version; or the request or its reply exceeded the frame
     /// limit). It is up; the caller may send the commands one by one.
     Answered(String),
-    /// The owner could not be reached (or the sender ended): the caller
-    /// may fail over.
+    /// The owner could not be reached (or the sender ended) before it had
+    /// the request: the caller may fail over.
     Unreachable(String),
+    /// The request went out but no usable answer came (timeout, link lost,
+    /// reply too large or unreadable): the owner may have run the commands,
+    /// so only those harmless to run twice may be sent again.
+    Unknown(String),
 }
 
 impl Lane {
@@ -287,8 +291,9 @@ async fn exchange(
         .await
     {
         Ok(bytes) => proto::decode::<Response>(cluster, &bytes)
-            .map_err(|e| UnitError::Answered(format!("bad answer: {e}"))),
+            .map_err(|e| UnitError::Unknown(format!("bad answer: {e}"))),
         Err(e @ TransportError::BadFrame(..)) => Err(UnitError::Answered(e.to_string())),
+        Err(e) if e.maybe_delivered() => Err(UnitError::Unknown(e.to_string())),
         Err(e) => Err(UnitError::Unreachable(e.to_string())),
     }
 }

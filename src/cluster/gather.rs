@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
+use super::replication::{OUTCOME_UNKNOWN, replay_safe_args};
 use super::router::{Router, error_bytes};
 use super::state::ClusterState;
 use crate::proto::{self, Request, Response};
@@ -93,10 +94,15 @@ async fn part(
     router.forward(st, owner, args, proto, hops, local).await
 }
 
-/// True for a reply that says the command did not run (`-TRYAGAIN ...`:
-/// the owner was unreachable or gave no answer).
-fn did_not_run(reply: &Bytes) -> bool {
-    reply.starts_with(b"-TRYAGAIN")
+/// True for a reply that says the part may be run elsewhere: it did not
+/// run (`-TRYAGAIN ...`: the owner was unreachable), or it may have run
+/// without an answer (`-TRYAGAIN outcome unknown`) and running it again is
+/// harmless.
+fn run_elsewhere(reply: &Bytes, args: &[Bytes]) -> bool {
+    let unknown = reply
+        .get(1..)
+        .is_some_and(|r| r.starts_with(OUTCOME_UNKNOWN.as_bytes()));
+    reply.starts_with(b"-TRYAGAIN") && (!unknown || replay_safe_args(args))
 }
 
 /// A part of a split command whose owner could not be reached: run it
@@ -236,7 +242,7 @@ pub(crate) async fn split(
     let owners: Vec<(NodeName, Vec<Bytes>)> = parts.clone();
     let mut replies = run_parts(router.clone(), st.clone(), parts, proto, hops, false).await;
     for (reply, (owner, part_args)) in replies.iter_mut().zip(owners) {
-        if did_not_run(reply) && owner != st.me {
+        if owner != st.me && run_elsewhere(reply, &part_args) {
             *reply = fail_over_part(&router, &st, &owner, kind, part_args, proto).await;
         }
     }

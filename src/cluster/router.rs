@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use super::gather;
+use super::replication::unknown_outcome;
 use super::state::ClusterState;
 use crate::membership::ClusterId;
 use crate::proto::{self, Request, Response};
@@ -257,8 +258,18 @@ impl Router {
         };
         let payload = proto::encode(self.cluster.as_str(), &req);
         let answer = match self.transport.request(addr, payload).await {
-            Ok(bytes) => proto::decode::<Response>(self.cluster.as_str(), &bytes)
-                .map_err(|e| format!("bad answer from {owner}: {e}")),
+            Ok(bytes) => match proto::decode::<Response>(self.cluster.as_str(), &bytes) {
+                Ok(answer) => Ok(answer),
+                Err(e) => {
+                    self.stats.forward_errors.fetch_add(1, Ordering::Relaxed);
+                    return unknown_outcome(proto, owner, &format!("bad answer: {e}"));
+                }
+            },
+            Err(e) if e.maybe_delivered() => {
+                self.stats.forward_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%owner, error = %e, "forward may have run");
+                return unknown_outcome(proto, owner, &e.to_string());
+            }
             Err(e) => Err(format!("owner {owner} unreachable: {e}")),
         };
         match answer {

@@ -99,13 +99,13 @@ impl Router {
         let mut answer = self
             .send(st, node, &Request::WatchStamps { keys: keys.clone() })
             .await
-            .map_err(StampsError::Unreachable)?;
+            .map_err(|e| StampsError::Unreachable(e.into()))?;
         if let Response::Refused(why) = &answer {
             tracing::debug!(%node, %why, "WatchStamps refused; asking with Stamps");
             answer = self
                 .send(st, node, &Request::Stamps { keys })
                 .await
-                .map_err(StampsError::Unreachable)?;
+                .map_err(|e| StampsError::Unreachable(e.into()))?;
         }
         match answer {
             Response::Stamps(stamps) if stamps.len() == n => Ok(stamps),
@@ -264,9 +264,9 @@ impl Router {
             .request(addr, payload)
             .await
             .map_err(|e| match e {
-                TransportError::Timeout(_) | TransportError::BadFrame(..) => {
-                    SendError::Unknown(e.to_string())
-                }
+                TransportError::Timeout(_)
+                | TransportError::Lost(..)
+                | TransportError::BadFrame(..) => SendError::Unknown(e.to_string()),
                 TransportError::Unreachable(..)
                 | TransportError::Refused(..)
                 | TransportError::Closed => SendError::NotDelivered(e.to_string()),

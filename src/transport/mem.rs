@@ -73,6 +73,9 @@ struct NetState {
     cuts: HashSet<(NodeName, NodeName)>,
     /// Nodes that can neither send nor receive.
     isolated: HashSet<NodeName>,
+    /// (requester, peer) pairs whose requests are delivered and answered,
+    /// but whose replies are lost on the way back.
+    lost_replies: HashSet<(NodeName, NodeName)>,
     /// Probability of dropping a datagram, and the RNG that decides.
     loss: Option<(f64, StdRng)>,
     /// Next epoch handed to a registered node.
@@ -111,6 +114,7 @@ impl MemNetwork {
                 nodes: HashMap::new(),
                 cuts: HashSet::new(),
                 isolated: HashSet::new(),
+                lost_replies: HashSet::new(),
                 loss: None,
                 next_epoch: 0,
             })),
@@ -172,6 +176,30 @@ impl MemNetwork {
     /// Undo [`MemNetwork::isolate`].
     pub fn rejoin(&self, a: &str) {
         self.lock().isolated.remove(&NodeName::new(a));
+    }
+
+    /// Deliver `from`'s requests to `to` (which acts on them) but lose
+    /// `to`'s replies: `from` sees [`TransportError::Lost`], as after a link
+    /// that failed once a request had gone out. One way; datagrams pass.
+    pub fn lose_replies(&self, from: &str, to: &str) {
+        self.lock()
+            .lost_replies
+            .insert((NodeName::new(from), NodeName::new(to)));
+    }
+
+    /// Undo [`MemNetwork::lose_replies`].
+    pub fn keep_replies(&self, from: &str, to: &str) {
+        self.lock()
+            .lost_replies
+            .remove(&(NodeName::new(from), NodeName::new(to)));
+    }
+
+    /// Whether replies from the node at `to` to `from` are lost.
+    fn replies_lost(&self, from: &NodeName, to: SocketAddr) -> bool {
+        let st = self.lock();
+        st.nodes
+            .get(&to)
+            .is_some_and(|ep| st.lost_replies.contains(&(from.clone(), ep.name.clone())))
     }
 
     /// Drop each datagram with probability `p` (0 disables), decided by an
@@ -304,6 +332,7 @@ impl Transport for MemTransport {
         };
         let from = self.name.clone();
         let addr = to.addr;
+        let net = self.net.clone();
         Box::pin(async move {
             if closed {
                 return Err(TransportError::Closed);
@@ -312,22 +341,31 @@ impl Transport for MemTransport {
                 return Err(TransportError::Unreachable(addr, "no route".into()));
             };
             let (reply, rx) = oneshot::channel();
+            let from_name = from.clone();
             let msg = Incoming::Request {
                 from,
                 payload,
                 reply,
             };
             // One deadline for the whole exchange, queueing included.
-            let exchange = async move {
+            let sent = AtomicBool::new(false);
+            let exchange = async {
                 tx.send(msg)
                     .await
                     .map_err(|_| TransportError::Unreachable(addr, "peer closed".into()))?;
-                rx.await
-                    .map_err(|_| TransportError::Unreachable(addr, "reply dropped".into()))
+                sent.store(true, Ordering::Relaxed);
+                let reply = rx
+                    .await
+                    .map_err(|_| TransportError::Lost(addr, "reply dropped".into()))?;
+                if net.replies_lost(&from_name, addr) {
+                    return Err(TransportError::Lost(addr, "reply lost (fault)".into()));
+                }
+                Ok(reply)
             };
             match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
                 Ok(result) => result,
-                Err(_) => Err(TransportError::Timeout(addr)),
+                Err(_) if sent.load(Ordering::Relaxed) => Err(TransportError::Timeout(addr)),
+                Err(_) => Err(TransportError::Unreachable(addr, "peer too busy".into())),
             }
         })
     }

@@ -97,23 +97,45 @@ pub enum Incoming {
 }
 
 /// Why a send or request failed.
+///
+/// For a request, the kinds split by what the peer may have done: after
+/// [`Unreachable`](Self::Unreachable), [`Refused`](Self::Refused),
+/// [`BadFrame`](Self::BadFrame) and [`Closed`](Self::Closed) it did not act
+/// on the request (it never had all of it, or refused it whole), so the
+/// caller may send it again or elsewhere; after [`Timeout`](Self::Timeout)
+/// and [`Lost`](Self::Lost) it may have (see [`Self::maybe_delivered`]).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
-    /// The peer could not be reached (connect failed, link cut, closed).
+    /// The peer could not be reached (connect failed, link cut, closed)
+    /// before the request was handed over whole.
     #[error("peer {0} unreachable: {1}")]
     Unreachable(SocketAddr, String),
     /// The handshake failed: bad certificate, wrong name, wrong ALPN.
     #[error("handshake with {0} refused: {1}")]
     Refused(SocketAddr, String),
-    /// No reply within the deadline.
+    /// The request went out and no reply came within the deadline.
     #[error("request to {0} timed out")]
     Timeout(SocketAddr),
-    /// A frame was larger than allowed or malformed.
+    /// The request went out, but the link was lost or the peer gave no
+    /// usable reply (reset its stream, or its reply was too large or cut
+    /// short).
+    #[error("no reply from {0}: {1}")]
+    Lost(SocketAddr, String),
+    /// The request was larger than allowed, here or at the peer, which
+    /// refused it unread.
     #[error("bad frame from {0}: {1}")]
     BadFrame(SocketAddr, String),
     /// The transport is shut down.
     #[error("transport is closed")]
     Closed,
+}
+
+impl TransportError {
+    /// Whether the peer may have acted on the request although no reply
+    /// arrived: sending it again (or to another node) may run it twice.
+    pub fn maybe_delivered(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::Lost(..))
+    }
 }
 
 /// A boxed future, so [`Transport`] stays object safe.

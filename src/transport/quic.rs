@@ -36,6 +36,7 @@ mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -348,14 +349,19 @@ impl Transport for QuicTransport {
                 );
                 Err(TransportError::BadFrame(to.addr, msg))
             } else {
+                let sent = AtomicBool::new(false);
                 match timeout(
                     inner.limits.request_timeout,
-                    request_once(&inner, &to, &payload),
+                    request_once(&inner, &to, &payload, &sent),
                 )
                 .await
                 {
                     Ok(r) => r,
-                    Err(_) => Err(TransportError::Timeout(to.addr)),
+                    Err(_) if sent.load(Ordering::Relaxed) => Err(TransportError::Timeout(to.addr)),
+                    Err(_) => Err(TransportError::Unreachable(
+                        to.addr,
+                        "timed out before the request went out".into(),
+                    )),
                 }
             };
             let counter = if result.is_ok() {
@@ -384,16 +390,18 @@ impl Transport for QuicTransport {
 }
 
 /// One request, retried once on a fresh connection when a cached one turns
-/// out to be closed by the peer (e.g. it restarted). A retried request may
-/// have been seen by the old peer process: callers' requests are versioned
-/// and idempotent.
+/// out to be closed by the peer (e.g. it restarted) before the request was
+/// written whole: the old peer process cannot have acted on it. Once it is
+/// written, a failure is the caller's to judge (`TransportError::Lost`).
+/// `sent` is set once the request is written whole.
 async fn request_once(
     inner: &Arc<Inner>,
     to: &PeerAddr,
     payload: &[u8],
+    sent: &AtomicBool,
 ) -> Result<Bytes, TransportError> {
     let (peer, fresh) = any_connection(inner, to).await?;
-    let err = match exchange(inner, &peer, payload).await {
+    let err = match exchange(inner, &peer, payload, sent).await {
         Ok(reply) => return Ok(reply),
         Err(ExchangeError::Request(e)) => return Err(e),
         Err(ExchangeError::Conn(e)) => e,
@@ -405,7 +413,7 @@ async fn request_once(
     }
     tracing::debug!(peer = %peer.name, error = %err, "cached connection was closed; reconnecting");
     let (peer, _) = any_connection(inner, to).await?;
-    match exchange(inner, &peer, payload).await {
+    match exchange(inner, &peer, payload, sent).await {
         Ok(reply) => Ok(reply),
         Err(ExchangeError::Request(e)) => Err(e),
         Err(ExchangeError::Conn(e)) => Err(conn_error(to.addr, &e)),

@@ -15,7 +15,7 @@ use crate::cluster::router::{Router, error_bytes};
 use crate::cluster::state::ClusterState;
 use crate::proto::{Request, Response};
 use crate::resp::codec::Proto;
-use crate::resp::commands::CommandSpec;
+use crate::resp::commands::{CommandSpec, Flag};
 use crate::store::{PartitionId, partition_of};
 use crate::transport::NodeName;
 
@@ -53,6 +53,10 @@ impl Router {
             }
             Err(e) => {
                 self.stats.forward_errors.fetch_add(1, Ordering::Relaxed);
+                if e.maybe_delivered && !replay_safe(spec, &args) {
+                    tracing::debug!(%owner, error = %e, "forward may have run; not failing over");
+                    return unknown_outcome(proto, owner, &e.why);
+                }
                 tracing::debug!(%owner, error = %e, "primary unreachable; failing over");
             }
         }
@@ -93,10 +97,59 @@ impl Router {
                 resp: proto.number() as u8,
                 args: args.clone(),
             };
-            if let Ok(Response::Reply(bytes)) = self.send(st, next, &req).await {
-                return bytes;
+            match self.send(st, next, &req).await {
+                Ok(Response::Reply(bytes)) => return bytes,
+                Err(e) if e.maybe_delivered && !replay_safe_args(&args) => {
+                    return unknown_outcome(proto, next, &e.why);
+                }
+                _ => {}
             }
         }
         error_bytes(proto, &format!("TRYAGAIN no replica of {p} reachable"))
     }
+}
+
+/// How the reply to a command that may have run (its request went out, no
+/// answer came) starts. The command is not run again elsewhere.
+pub(crate) const OUTCOME_UNKNOWN: &str = "TRYAGAIN outcome unknown";
+
+/// The reply to a command that `node` may have run without answering.
+pub(crate) fn unknown_outcome(proto: Proto, node: &NodeName, why: &str) -> Bytes {
+    error_bytes(
+        proto,
+        &format!(
+            "{OUTCOME_UNKNOWN}: {node} may have run the command but gave no answer ({why}); check before retrying"
+        ),
+    )
+}
+
+/// Whether running `args` a second time, after a first run whose answer
+/// was lost, is harmless: the data ends as after one run and the reply is
+/// the one the first run gave. Reads, and writes that set a value outright
+/// (`SET` without `NX`/`XX`/`GET`, `SETEX`, `PSETEX`, `MSET`, `SETRANGE`).
+/// Not counters, `APPEND`, `DEL`/`UNLINK` (their count), `GETSET`/`GETDEL`/
+/// `SET .. GET` (the old value), `SETNX`, `MSETNX`, `RENAME`, `PERSIST`, the
+/// `EXPIRE` family (a deadline already past deletes the key: the second run
+/// answers 0).
+pub(crate) fn replay_safe(spec: &CommandSpec, args: &[Bytes]) -> bool {
+    if !spec.has(Flag::Write) {
+        return true;
+    }
+    let option = |names: &[&[u8]]| {
+        args.iter()
+            .skip(3)
+            .any(|a| names.iter().any(|n| a.eq_ignore_ascii_case(n)))
+    };
+    match spec.name {
+        "setex" | "psetex" | "mset" | "setrange" => true,
+        "set" => !option(&[b"nx", b"xx", b"get"]),
+        _ => false,
+    }
+}
+
+/// [`replay_safe`] for a command known only by its arguments.
+pub(crate) fn replay_safe_args(args: &[Bytes]) -> bool {
+    args.first()
+        .and_then(|name| crate::resp::commands::lookup(name))
+        .is_some_and(|(_, spec)| replay_safe(spec, args))
 }

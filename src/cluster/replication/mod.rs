@@ -56,6 +56,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+pub(crate) use self::failover::{OUTCOME_UNKNOWN, replay_safe, replay_safe_args, unknown_outcome};
 pub(crate) use self::peer::{apply_all_from, serve, summary};
 pub use self::settings::{ReplConfig, WriteAck};
 pub use self::stats::ReplStats;
@@ -266,17 +267,48 @@ impl Router {
         st: &ClusterState,
         to: &NodeName,
         req: &Request,
-    ) -> Result<Response, String> {
-        let addr = st
-            .peer_addr(to)
-            .ok_or_else(|| format!("no address for {to}"))?;
+    ) -> Result<Response, SendFailed> {
+        let addr = st.peer_addr(to).ok_or_else(|| SendFailed {
+            maybe_delivered: false,
+            why: format!("no address for {to}"),
+        })?;
         let payload = proto::encode(self.cluster.as_str(), req);
         let bytes = self
             .transport
             .request(addr, payload)
             .await
-            .map_err(|e| e.to_string())?;
-        proto::decode::<Response>(self.cluster.as_str(), &bytes).map_err(|e| e.to_string())
+            .map_err(|e| SendFailed {
+                maybe_delivered: e.maybe_delivered(),
+                why: e.to_string(),
+            })?;
+        // An answer we cannot read came after the member acted.
+        proto::decode::<Response>(self.cluster.as_str(), &bytes).map_err(|e| SendFailed {
+            maybe_delivered: true,
+            why: format!("bad answer from {to}: {e}"),
+        })
+    }
+}
+
+/// Why [`Router::send`] got no answer.
+#[derive(Debug)]
+pub(crate) struct SendFailed {
+    /// The member may have acted on the request
+    /// ([`crate::transport::TransportError::maybe_delivered`], or its answer
+    /// was unreadable): sending it again may run it twice.
+    pub maybe_delivered: bool,
+    /// What happened.
+    pub why: String,
+}
+
+impl std::fmt::Display for SendFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl From<SendFailed> for String {
+    fn from(e: SendFailed) -> String {
+        e.why
     }
 }
 

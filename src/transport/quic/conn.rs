@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
@@ -17,7 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use super::Inner;
-use super::frame::{FRAME_TOO_LARGE, FrameError, NO_REPLY, read_frame, take_end, write_frame};
+use super::frame::{
+    FRAME_TOO_LARGE, FrameError, NO_REPLY, REPLY_TOO_LARGE, UNREAD, read_frame, take_end,
+    write_frame,
+};
 use super::peers::PeerConn;
 use super::stats::{HandshakeFailure, add, bump};
 use crate::transport::{Incoming, TransportError};
@@ -139,8 +143,8 @@ async fn serve_request(
         }
         Err(e) => {
             tracing::debug!(peer = %from.name, error = ?e, "request stream failed");
-            let _ = recv.stop(NO_REPLY);
-            let _ = send.reset(NO_REPLY);
+            let _ = recv.stop(UNREAD);
+            let _ = send.reset(UNREAD);
             return;
         }
     };
@@ -169,7 +173,7 @@ async fn serve_request(
     if reply.len() > max {
         bump(&inner.stats.frames_rejected);
         tracing::warn!(peer = %from.name, len = reply.len(), max, "reply frame too large; refused");
-        let _ = send.reset(FRAME_TOO_LARGE);
+        let _ = send.reset(REPLY_TOO_LARGE);
         return;
     }
     if write_frame(&mut send, &reply).await.is_ok() {
@@ -178,28 +182,34 @@ async fn serve_request(
     }
 }
 
-/// Why one exchange failed: whether the connection itself died (worth one
-/// retry on a fresh connection) or the request did.
+/// Why one exchange failed: whether the connection itself died before the
+/// request was handed over (worth one retry on a fresh connection) or the
+/// request did.
 #[derive(Debug)]
 pub enum ExchangeError {
-    /// The connection was closed or lost.
+    /// The connection was closed or lost before the whole request was
+    /// written: the peer cannot have acted on it.
     Conn(ConnectionError),
-    /// The request failed on a healthy connection.
+    /// The request failed; [`TransportError::maybe_delivered`] says whether
+    /// the peer may have acted on it.
     Request(TransportError),
 }
 
-/// Send one request on `peer` and read its reply.
+/// Send one request on `peer` and read its reply. `sent` is set once the
+/// whole request is written (from then on the peer may act on it).
 pub async fn exchange(
     inner: &Inner,
     peer: &PeerConn,
     payload: &[u8],
+    sent: &AtomicBool,
 ) -> Result<Bytes, ExchangeError> {
     let addr = peer.conn.remote_address();
     let (mut send, mut recv) = peer.conn.open_bi().await.map_err(ExchangeError::Conn)?;
     write_frame(&mut send, payload)
         .await
-        .map_err(|e| frame_err(addr, e))?;
+        .map_err(|e| unsent_err(addr, e))?;
     let _ = send.finish();
+    sent.store(true, Ordering::Relaxed);
     add(&inner.stats.bytes_out, payload.len());
     let reply = read_frame(&mut recv, inner.limits.max_frame)
         .await
@@ -208,31 +218,65 @@ pub async fn exchange(
                 bump(&inner.stats.frames_rejected);
                 let _ = recv.stop(FRAME_TOO_LARGE);
             }
-            frame_err(addr, e)
+            ExchangeError::Request(reply_err(addr, e))
         })?;
     take_end(&mut recv);
     add(&inner.stats.bytes_in, reply.len());
     Ok(reply)
 }
 
-/// Map a framing error on the client side.
-fn frame_err(addr: SocketAddr, e: FrameError) -> ExchangeError {
+/// Map an error while writing the request: the peer does not have all of
+/// it (a frame is acted on only once whole), so nothing ran.
+fn unsent_err(addr: SocketAddr, e: FrameError) -> ExchangeError {
     let err = match e {
         FrameError::Conn(c) => return ExchangeError::Conn(c),
         FrameError::TooLarge(len) => {
-            TransportError::BadFrame(addr, format!("reply of {len} bytes exceeds the maximum"))
+            TransportError::BadFrame(addr, format!("request of {len} bytes exceeds the maximum"))
         }
         FrameError::Reset(code) if code == FRAME_TOO_LARGE => {
             TransportError::BadFrame(addr, "peer refused the request: frame too large".into())
         }
-        FrameError::Reset(code) if code == NO_REPLY => {
-            TransportError::Unreachable(addr, "peer gave no reply".into())
-        }
         FrameError::Reset(code) => {
-            TransportError::Unreachable(addr, format!("stream reset by peer (code {code})"))
+            TransportError::Unreachable(addr, format!("peer stopped the request (code {code})"))
         }
-        FrameError::Truncated => TransportError::BadFrame(addr, "reply truncated".into()),
+        FrameError::Truncated => TransportError::Unreachable(addr, "stream ended".into()),
         FrameError::Other(msg) => TransportError::Unreachable(addr, msg),
     };
     ExchangeError::Request(err)
+}
+
+/// Map an error while waiting for the reply to a request written whole.
+/// Only the peer's explicit refusals (the request unread: too large, or
+/// not received whole) say it did not act; anything else may have come
+/// after it did.
+fn reply_err(addr: SocketAddr, e: FrameError) -> TransportError {
+    match e {
+        FrameError::Reset(code) if code == FRAME_TOO_LARGE => {
+            TransportError::BadFrame(addr, "peer refused the request: frame too large".into())
+        }
+        FrameError::Reset(code) if code == UNREAD => {
+            TransportError::Unreachable(addr, "peer did not receive the request whole".into())
+        }
+        FrameError::Reset(code) if code == NO_REPLY => {
+            TransportError::Lost(addr, "peer gave no reply in time".into())
+        }
+        FrameError::Reset(code) if code == REPLY_TOO_LARGE => {
+            TransportError::Lost(addr, "the reply exceeded the peer's frame limit".into())
+        }
+        FrameError::Reset(code) => {
+            TransportError::Lost(addr, format!("stream reset by peer (code {code})"))
+        }
+        FrameError::Conn(ConnectionError::LocallyClosed) => TransportError::Closed,
+        // Our certificate refused after the handshake looked done on our
+        // side (TLS 1.3 checks the client last): the peer never served us.
+        FrameError::Conn(c) if HandshakeFailure::is_tls_refusal(&c) => {
+            TransportError::Refused(addr, c.to_string())
+        }
+        FrameError::Conn(c) => TransportError::Lost(addr, format!("connection lost: {c}")),
+        FrameError::TooLarge(len) => {
+            TransportError::Lost(addr, format!("reply of {len} bytes exceeds the maximum"))
+        }
+        FrameError::Truncated => TransportError::Lost(addr, "reply truncated".into()),
+        FrameError::Other(msg) => TransportError::Lost(addr, msg),
+    }
 }

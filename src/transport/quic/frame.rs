@@ -12,8 +12,14 @@ use quinn::{
 /// Stream error code: the frame exceeded the receiver's maximum.
 pub const FRAME_TOO_LARGE: VarInt = VarInt::from_u32(1);
 /// Stream error code: the request got no reply (handler dropped it or was
-/// too slow).
+/// too slow); it may have been acted on.
 pub const NO_REPLY: VarInt = VarInt::from_u32(2);
+/// Stream error code: the request was acted on, but its reply exceeded the
+/// frame maximum. (Peers before it sent [`FRAME_TOO_LARGE`] here.)
+pub const REPLY_TOO_LARGE: VarInt = VarInt::from_u32(3);
+/// Stream error code: the request never arrived whole (stream failed or
+/// too slow); it was not acted on. (Peers before it sent [`NO_REPLY`].)
+pub const UNREAD: VarInt = VarInt::from_u32(4);
 
 /// Why a frame could not be read or written.
 #[derive(Debug)]
