@@ -10,7 +10,9 @@ mod replication_support;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use replication_support::*;
+use shoal::api::exec::Exec;
 use shoal::node::Node;
 use shoal::store::{UnixMillis, partition_of};
 use shoal::transport::mem::MemNetwork;
@@ -115,6 +117,41 @@ async fn a_lost_answer_does_not_run_a_counter_twice_through_the_router() {
         command(&nodes[0], &[b"GET", counter.as_bytes()]).await,
         "$2\r\n6x\r\n"
     );
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// The embedded API runs commands through the same router, and retries a
+/// `TRYAGAIN` reply a few times: an answer that may have been acted on is
+/// not one of those, or the counter would move once per attempt.
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_is_not_retried_by_the_embedded_api() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    let counter = key_on_n2(&nodes[0], "c");
+    assert_eq!(
+        command(&nodes[0], &[b"SET", counter.as_bytes(), b"5"]).await,
+        "+OK\r\n"
+    );
+    let exec = Exec::Cluster(nodes[0].router().expect("cluster mode").clone());
+
+    net.lose_replies(&name(1), &name(2));
+    let got = exec
+        .run(vec![
+            Bytes::from_static(b"INCR"),
+            Bytes::from(counter.clone()),
+        ])
+        .await;
+    assert!(
+        matches!(&got, Err(shoal::Error::Unavailable(m)) if unknown(format!("-{m}").as_bytes())),
+        "{got:?}"
+    );
+    assert_eq!(
+        held(&nodes, &counter),
+        vec![Some("6".into()), Some("6".into())]
+    );
+    net.keep_replies(&name(1), &name(2));
     for n in nodes {
         n.shutdown().await;
     }
