@@ -157,6 +157,47 @@ async fn a_lost_answer_is_not_retried_by_the_embedded_api() {
     }
 }
 
+/// The thin client falls back to another node when a reply says
+/// `TRYAGAIN`: not when it says the outcome is unknown, or the command
+/// runs again through that node. Real time: the client's sockets are real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_not_sent_again_by_the_client() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    let counter = key_on_n2(&nodes[0], "c");
+    assert_eq!(
+        command(&nodes[0], &[b"SET", counter.as_bytes(), b"5"]).await,
+        "+OK\r\n"
+    );
+    // Unrouted, through n1 first (which forwards to n2), n3 as a fallback.
+    let client = shoal::Client::builder([nodes[0].resp_addr(), nodes[2].resp_addr()])
+        .routing(false)
+        .connect()
+        .await
+        .expect("client connects");
+
+    net.lose_replies(&name(1), &name(2));
+    let got = client
+        .command(
+            counter.as_bytes(),
+            vec![Bytes::from_static(b"INCR"), Bytes::from(counter.clone())],
+        )
+        .await;
+    net.keep_replies(&name(1), &name(2));
+    assert!(
+        matches!(&got, Ok(shoal::resp::codec::Frame::Error(e)) if unknown(&[b"-", &e[..]].concat())),
+        "{got:?}"
+    );
+    assert_eq!(
+        held(&nodes, &counter),
+        vec![Some("6".into()), Some("6".into())]
+    );
+    drop(client);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 /// Send `cmd` (inline) on a RESP connection and read one reply line.
 async fn roundtrip(conn: &mut TcpStream, cmd: &str) -> String {
     conn.write_all(format!("{cmd}\r\n").as_bytes())

@@ -25,6 +25,7 @@ use super::ring_reply::{RingReply, member_rows, ring_reply};
 use super::{ClientBuilder, ClientStats};
 use crate::api::Error;
 use crate::api::client_conn::{ConnOptions, Pool};
+use crate::cluster::replication::OUTCOME_UNKNOWN;
 use crate::resp::codec::Frame;
 use crate::resp::commands::{KEY_HASH, PLACEMENT};
 use crate::ring::{Ring, RingDigest};
@@ -263,7 +264,12 @@ impl Inner {
         let view = self.view();
         if let Some(addr) = target {
             match self.pool(addr).batch(cmds).await {
-                Ok(replies) if !replies.iter().any(is_tryagain) => {
+                // A reply that says the command may have run is final: the
+                // batch sent again elsewhere would run it twice.
+                Ok(replies)
+                    if !replies.iter().any(is_tryagain)
+                        || replies.iter().any(is_outcome_unknown) =>
+                {
                     self.stats
                         .routed
                         .fetch_add(cmds.len() as u64, Ordering::Relaxed);
@@ -295,6 +301,13 @@ impl Inner {
 
 fn is_tryagain(f: &Frame) -> bool {
     matches!(f, Frame::Error(e) if e.starts_with(b"TRYAGAIN"))
+}
+
+/// `TRYAGAIN ... outcome unknown`: a node forwarded the command (or a
+/// transaction) and got no answer; it may have run.
+fn is_outcome_unknown(f: &Frame) -> bool {
+    matches!(f, Frame::Error(e) if e.starts_with(OUTCOME_UNKNOWN.as_bytes())
+        || e.starts_with(b"TRYAGAIN transaction outcome unknown"))
 }
 
 fn text_of(f: &Frame) -> Result<String, Error> {
