@@ -18,7 +18,7 @@ use super::Error;
 use super::loader::FlightTable;
 use super::wire::{FlightRequest, FlightResponse};
 use crate::cluster::Router;
-use crate::cluster::replication::OUTCOME_UNKNOWN;
+use crate::cluster::replication::{OUTCOME_UNKNOWN, replay_safe_args};
 use crate::hotkeys::{HotTracker, NearRequest, NearResponse};
 use crate::proto::{self, Request, Response};
 use crate::resp::clock::Clock;
@@ -55,15 +55,16 @@ pub enum Exec {
 impl Exec {
     /// Run `args` as a RESP client's command would run and decode the reply.
     /// An error reply becomes an [`Error`]; `TRYAGAIN` is retried a few times,
-    /// except `TRYAGAIN outcome unknown` (the command may have run: a retry
-    /// could run it twice).
+    /// `TRYAGAIN outcome unknown` only for a command harmless to run twice
+    /// (it may have run: a retry could run it again).
     pub async fn run(&self, args: Vec<Bytes>) -> Result<Frame, Error> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.run_once(&args).await {
                 Err(Error::Unavailable(msg))
-                    if attempt < TRYAGAIN_ATTEMPTS && !msg.starts_with(OUTCOME_UNKNOWN) =>
+                    if attempt < TRYAGAIN_ATTEMPTS
+                        && (!msg.starts_with(OUTCOME_UNKNOWN) || replay_safe_args(&args)) =>
                 {
                     tracing::debug!(error = %msg, attempt, "retrying a command");
                     tokio::time::sleep(TRYAGAIN_PAUSE).await;

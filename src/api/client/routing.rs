@@ -25,7 +25,7 @@ use super::ring_reply::{RingReply, member_rows, ring_reply};
 use super::{ClientBuilder, ClientStats};
 use crate::api::Error;
 use crate::api::client_conn::{ConnOptions, Pool};
-use crate::cluster::replication::OUTCOME_UNKNOWN;
+use crate::cluster::replication::{OUTCOME_UNKNOWN, replay_safe_args};
 use crate::resp::codec::Frame;
 use crate::resp::commands::{KEY_HASH, PLACEMENT};
 use crate::ring::{Ring, RingDigest};
@@ -264,11 +264,13 @@ impl Inner {
         let view = self.view();
         if let Some(addr) = target {
             match self.pool(addr).batch(cmds).await {
-                // A reply that says the command may have run is final: the
-                // batch sent again elsewhere would run it twice.
+                // A reply that says a command may have run is final unless
+                // the whole batch is harmless to run twice: sent again
+                // elsewhere, it would run that command a second time.
                 Ok(replies)
                     if !replies.iter().any(is_tryagain)
-                        || replies.iter().any(is_outcome_unknown) =>
+                        || (replies.iter().any(is_outcome_unknown)
+                            && !cmds.iter().all(|c| replay_safe_args(c))) =>
                 {
                     self.stats
                         .routed
