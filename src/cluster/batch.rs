@@ -287,21 +287,27 @@ async fn send_group(
             }
         }
         UnitError::Unknown(why) => {
-            // The owner may have run them: send again only what is
-            // harmless to run twice (the single-command path, which fails
-            // over if need be); the rest cannot be answered.
+            // The owner may have run them. Run again elsewhere (its next
+            // replica: it just gave no answer) only what is harmless to
+            // run twice and not followed here by a write of its keys (the
+            // replay would come after that write); answer the rest
+            // "outcome unknown".
             stats.forward_errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%owner, error = %why, "batch may have run without an answer");
-            for q in cmds {
-                if replay_safe(q.spec, &q.args) {
-                    stats.forwarded.fetch_sub(1, Ordering::Relaxed);
-                    let reply = router
-                        .forward_or_failover(st, owner, q.spec, q.args, proto, 1)
-                        .await;
-                    out.push(reply);
+            let again = replayable(&cmds);
+            let repl = replicating(router, st);
+            for (q, again) in cmds.into_iter().zip(again) {
+                let reply = if !again {
+                    unknown_outcome(proto, owner, &why)
+                } else if repl {
+                    failover(router, st, owner, q, proto).await
                 } else {
-                    out.push(unknown_outcome(proto, owner, &why));
-                }
+                    error_bytes(
+                        proto,
+                        &format!("TRYAGAIN owner {owner} gave no answer: {why}"),
+                    )
+                };
+                out.push(reply);
             }
         }
         UnitError::Unreachable(why) => {
@@ -317,6 +323,25 @@ async fn send_group(
         }
     }
     out
+}
+
+/// Which of `cmds` (one connection's group, in its order) may run again
+/// after the owner may have run them all: those harmless to run twice that
+/// no later command of the group writes a key of.
+fn replayable(cmds: &[Queued]) -> Vec<bool> {
+    cmds.iter()
+        .enumerate()
+        .map(|(i, q)| {
+            replay_safe(q.spec, &q.args)
+                && !cmds[i + 1..].iter().any(|later| {
+                    later.spec.has(Flag::Write)
+                        && later
+                            .spec
+                            .keys(&later.args)
+                            .any(|k| q.spec.keys(&q.args).any(|mine| mine == k))
+                })
+        })
+        .collect()
 }
 
 /// The owner is unreachable: run `q` on the next replica of its partition

@@ -156,8 +156,9 @@ impl Coalescer {
                 }
             }
         }
+        // The sender may have sent the unit before it ended.
         rx.await
-            .unwrap_or_else(|_| Err(UnitError::Unreachable("the forwarding task ended".into())))
+            .unwrap_or_else(|_| Err(UnitError::Unknown("the forwarding task ended".into())))
     }
 
     /// Take the next units to send (up to [`MAX_BATCH`] commands and

@@ -99,10 +99,14 @@ async fn part(
 /// without an answer (`-TRYAGAIN outcome unknown`) and running it again is
 /// harmless.
 fn run_elsewhere(reply: &Bytes, args: &[Bytes]) -> bool {
-    let unknown = reply
-        .get(1..)
-        .is_some_and(|r| r.starts_with(OUTCOME_UNKNOWN.as_bytes()));
-    reply.starts_with(b"-TRYAGAIN") && (!unknown || replay_safe_args(args))
+    reply.starts_with(b"-TRYAGAIN") && (!is_unknown(reply) || replay_safe_args(args))
+}
+
+/// Whether `reply` is `-TRYAGAIN outcome unknown ...`.
+fn is_unknown(reply: &Bytes) -> bool {
+    reply
+        .strip_prefix(b"-")
+        .is_some_and(|r| r.starts_with(OUTCOME_UNKNOWN.as_bytes()))
 }
 
 /// A part of a split command whose owner could not be reached: run it
@@ -245,6 +249,11 @@ pub(crate) async fn split(
         if owner != st.me && run_elsewhere(reply, &part_args) {
             *reply = fail_over_part(&router, &st, &owner, kind, part_args, proto).await;
         }
+    }
+    // A part that may have run without an answer decides the reply: a
+    // plain TRYAGAIN instead would invite a retry of the whole command.
+    if let Some(unknown) = replies.iter().find(|r| is_unknown(r)) {
+        return unknown.clone();
     }
     let frames: Vec<Frame> = replies.iter().map(frame_of).collect();
     if let Some(err) = frames.iter().find(|f| matches!(f, Frame::Error(_))) {

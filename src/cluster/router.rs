@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use super::gather;
-use super::replication::unknown_outcome;
+use super::replication::{replay_safe_args, unknown_outcome};
 use super::state::ClusterState;
 use crate::membership::ClusterId;
 use crate::proto::{self, Request, Response};
@@ -249,6 +249,8 @@ impl Router {
             return error_bytes(proto, &format!("TRYAGAIN no address for owner {owner}"));
         };
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        // Harmless to run twice: a caller may retry it after no answer.
+        let again = replay_safe_args(&args);
         let req = Request::Command {
             digest: st.digest().0,
             hops,
@@ -268,6 +270,12 @@ impl Router {
             Err(e) if e.maybe_delivered() => {
                 self.stats.forward_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%owner, error = %e, "forward may have run");
+                if again {
+                    return error_bytes(
+                        proto,
+                        &format!("TRYAGAIN owner {owner} gave no answer: {e}"),
+                    );
+                }
                 return unknown_outcome(proto, owner, &e.to_string());
             }
             Err(e) => Err(format!("owner {owner} unreachable: {e}")),

@@ -266,7 +266,9 @@ fn reply_err(addr: SocketAddr, e: FrameError) -> TransportError {
         FrameError::Reset(code) => {
             TransportError::Lost(addr, format!("stream reset by peer (code {code})"))
         }
-        FrameError::Conn(ConnectionError::LocallyClosed) => TransportError::Closed,
+        FrameError::Conn(ConnectionError::LocallyClosed) => {
+            TransportError::Lost(addr, "closed here (shutdown) before the reply".into())
+        }
         // Our certificate refused after the handshake looked done on our
         // side (TLS 1.3 checks the client last): the peer never served us.
         FrameError::Conn(c) if HandshakeFailure::is_tls_refusal(&c) => {
