@@ -19,8 +19,8 @@ use tokio::time::timeout;
 
 use super::Inner;
 use super::frame::{
-    FRAME_TOO_LARGE, FrameError, NO_REPLY, REPLY_TOO_LARGE, UNREAD, read_frame, take_end,
-    write_frame,
+    FRAME_TOO_LARGE, FrameError, NO_REPLY, REPLY_TOO_LARGE, REQUEST_TOO_LARGE, UNREAD, read_frame,
+    take_end, write_frame,
 };
 use super::peers::PeerConn;
 use super::stats::{HandshakeFailure, add, bump};
@@ -137,8 +137,8 @@ async fn serve_request(
         Err(FrameError::TooLarge(len)) => {
             bump(&inner.stats.frames_rejected);
             tracing::warn!(peer = %from.name, len, max, "request frame too large; refused");
-            let _ = recv.stop(FRAME_TOO_LARGE);
-            let _ = send.reset(FRAME_TOO_LARGE);
+            let _ = recv.stop(REQUEST_TOO_LARGE);
+            let _ = send.reset(REQUEST_TOO_LARGE);
             return;
         }
         Err(e) => {
@@ -233,7 +233,7 @@ fn unsent_err(addr: SocketAddr, e: FrameError) -> ExchangeError {
         FrameError::TooLarge(len) => {
             TransportError::BadFrame(addr, format!("request of {len} bytes exceeds the maximum"))
         }
-        FrameError::Reset(code) if code == FRAME_TOO_LARGE => {
+        FrameError::Reset(code) if code == FRAME_TOO_LARGE || code == REQUEST_TOO_LARGE => {
             TransportError::BadFrame(addr, "peer refused the request: frame too large".into())
         }
         FrameError::Reset(code) => {
@@ -251,9 +251,15 @@ fn unsent_err(addr: SocketAddr, e: FrameError) -> ExchangeError {
 /// after it did.
 fn reply_err(addr: SocketAddr, e: FrameError) -> TransportError {
     match e {
-        FrameError::Reset(code) if code == FRAME_TOO_LARGE => {
+        FrameError::Reset(code) if code == REQUEST_TOO_LARGE => {
             TransportError::BadFrame(addr, "peer refused the request: frame too large".into())
         }
+        // From an earlier build: a request refused unread, or a reply over
+        // its limit after it acted: it may have.
+        FrameError::Reset(code) if code == FRAME_TOO_LARGE => TransportError::Lost(
+            addr,
+            "peer refused the request or its reply: frame too large".into(),
+        ),
         FrameError::Reset(code) if code == UNREAD => {
             TransportError::Unreachable(addr, "peer did not receive the request whole".into())
         }
@@ -280,5 +286,54 @@ fn reply_err(addr: SocketAddr, e: FrameError) -> TransportError {
         }
         FrameError::Truncated => TransportError::Lost(addr, "reply truncated".into()),
         FrameError::Other(msg) => TransportError::Lost(addr, msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quinn::VarInt;
+
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 1))
+    }
+
+    #[test]
+    fn after_the_request_is_written_only_explicit_refusals_mean_not_run() {
+        let not_run = [REQUEST_TOO_LARGE, UNREAD];
+        for code in not_run {
+            let e = reply_err(addr(), FrameError::Reset(code));
+            assert!(!e.maybe_delivered(), "{code}: {e}");
+        }
+        // An earlier build sent FRAME_TOO_LARGE for a reply over its limit,
+        // after acting on the request.
+        let may_have_run = [
+            FRAME_TOO_LARGE,
+            REPLY_TOO_LARGE,
+            NO_REPLY,
+            VarInt::from_u32(0),
+        ];
+        for code in may_have_run {
+            let e = reply_err(addr(), FrameError::Reset(code));
+            assert!(e.maybe_delivered(), "{code}: {e}");
+        }
+        for e in [FrameError::Truncated, FrameError::TooLarge(1 << 30)] {
+            assert!(reply_err(addr(), e).maybe_delivered());
+        }
+    }
+
+    #[test]
+    fn while_writing_a_stop_or_lost_link_means_not_run() {
+        for code in [FRAME_TOO_LARGE, REQUEST_TOO_LARGE, UNREAD, NO_REPLY] {
+            match unsent_err(addr(), FrameError::Reset(code)) {
+                ExchangeError::Request(e) => assert!(!e.maybe_delivered(), "{code}: {e}"),
+                ExchangeError::Conn(c) => panic!("{code}: {c}"),
+            }
+        }
+        assert!(matches!(
+            unsent_err(addr(), FrameError::Conn(ConnectionError::Reset)),
+            ExchangeError::Conn(_)
+        ));
     }
 }

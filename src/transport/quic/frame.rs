@@ -9,8 +9,15 @@ use quinn::{
     ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, VarInt, WriteError,
 };
 
-/// Stream error code: the frame exceeded the receiver's maximum.
+/// Stream error code: the frame exceeded the receiver's maximum. Sent by
+/// earlier builds both for a request refused unread and for a reply over
+/// the limit (after acting on the request); this build sends it only when
+/// a reply it reads is too large, and reads it from a peer as "may have
+/// acted" unless it stopped our request while we were still writing it.
 pub const FRAME_TOO_LARGE: VarInt = VarInt::from_u32(1);
+/// Stream error code: the request exceeded the receiver's maximum; it was
+/// refused unread.
+pub const REQUEST_TOO_LARGE: VarInt = VarInt::from_u32(5);
 /// Stream error code: the request got no reply (handler dropped it or was
 /// too slow); it may have been acted on.
 pub const NO_REPLY: VarInt = VarInt::from_u32(2);
