@@ -7,7 +7,11 @@
 //! sends `AUTH [user] password` first. A batch of commands is written in
 //! one go and its replies are read back in order (pipelining). A [`Pool`]
 //! holds a few such connections to one node, opened lazily and dropped
-//! after any I/O or protocol error (the next use reconnects).
+//! after any I/O or protocol error (the next use reconnects). A failed
+//! batch says whether it was written ([`BatchError::sent`]): before, the
+//! node cannot have run any of it; after, it may have run some. An idle
+//! connection the node has closed is noticed, and replaced, before a batch
+//! is written on it.
 //!
 //! # What it must not do
 //! Route, retry or interpret replies: that is [`super::client`]'s job.
@@ -19,6 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -164,14 +169,36 @@ impl Conn {
 
     /// Write every command, then read one reply per command, in order.
     async fn batch(&mut self, cmds: &[Vec<Bytes>]) -> Result<Vec<Frame>, Error> {
+        self.write(cmds).await?;
+        self.read_replies(cmds.len()).await
+    }
+
+    /// Write every command of `cmds` in one go.
+    async fn write(&mut self, cmds: &[Vec<Bytes>]) -> Result<(), Error> {
         let mut out = BytesMut::new();
         for cmd in cmds {
             let frame = Frame::Array(cmd.iter().cloned().map(Frame::Bulk).collect());
             encode(&frame, Proto::Resp2, &mut out);
         }
-        self.stream.write_all(&out).await.map_err(io_error)?;
-        let mut replies = Vec::with_capacity(cmds.len());
-        while replies.len() < cmds.len() {
+        self.stream.write_all(&out).await.map_err(io_error)
+    }
+
+    /// Whether this idle connection is of no further use: the node closed
+    /// it (or it failed), or it holds bytes no request asked for. Looks
+    /// without waiting.
+    fn stale(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        // Ready now: end of stream, an error, or unasked-for bytes.
+        self.stream.read(&mut probe).now_or_never().is_some()
+    }
+
+    /// Read `n` replies, in order.
+    async fn read_replies(&mut self, n: usize) -> Result<Vec<Frame>, Error> {
+        let mut replies = Vec::with_capacity(n);
+        while replies.len() < n {
             replies.push(self.read_frame().await?);
         }
         Ok(replies)
@@ -235,26 +262,59 @@ impl Pool {
     }
 
     /// Run `cmds` pipelined on one connection; replies in order. A failed
-    /// connection is dropped so the next call opens a fresh one.
-    pub(crate) async fn batch(&self, cmds: &[Vec<Bytes>]) -> Result<Vec<Frame>, Error> {
+    /// connection is dropped so the next call opens a fresh one. The error
+    /// says whether the batch had started to go out.
+    pub(crate) async fn batch(&self, cmds: &[Vec<Bytes>]) -> Result<Vec<Frame>, BatchError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[i].lock().await;
+        let mut sent = Sent::No;
         let run = async {
+            if slot.as_mut().is_some_and(Conn::stale) {
+                *slot = None;
+            }
             if slot.is_none() {
                 *slot = Some(Conn::open(self.addr, &self.opts).await?);
             }
-            match slot.as_mut() {
-                Some(conn) => conn.batch(cmds).await,
-                None => Err(Error::Unavailable("no connection".into())),
-            }
+            let Some(conn) = slot.as_mut() else {
+                return Err(Error::Unavailable("no connection".into()));
+            };
+            // From the first byte on, the node may read (and run) a prefix
+            // of the batch, even if the write then fails.
+            sent = Sent::Maybe;
+            conn.write(cmds).await?;
+            conn.read_replies(cmds.len()).await
         };
         let result = match tokio::time::timeout(self.opts.timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout),
         };
-        if result.is_err() {
+        result.map_err(|error| {
             *slot = None;
-        }
-        result
+            BatchError { error, sent }
+        })
+    }
+}
+
+/// Whether a failed batch had started to go out to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// No byte of it was written: the node ran none of it.
+    No,
+    /// Writing had started: the node may have run any of it.
+    Maybe,
+}
+
+/// A batch that failed, and whether it had gone out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BatchError {
+    /// Why it failed.
+    pub(crate) error: Error,
+    /// Whether the node may have read (and run) some of it.
+    pub(crate) sent: Sent,
+}
+
+impl From<BatchError> for Error {
+    fn from(e: BatchError) -> Error {
+        e.error
     }
 }

@@ -23,7 +23,12 @@
 //!   differed from the one the client computed. A stale view is never
 //!   wrong, only slower: a node that is not the primary forwards.
 //! - **Fallback.** When the primary cannot be reached, the command goes to
-//!   the other members (then the seeds) in turn.
+//!   the other members (then the seeds) in turn. Only what did not run
+//!   goes on: of a batch, the commands answered with a plain `TRYAGAIN`;
+//!   of a batch written without an answer (connection lost, timeout), only
+//!   the commands harmless to run twice (the rest answer `TRYAGAIN outcome
+//!   unknown`); never a command a later command of the batch that ran
+//!   writes a key of ([`resend`]).
 //!
 //! # What it must not do
 //! Hold state a node would not: no caching of values, no writes of its own.
@@ -31,6 +36,7 @@
 //! (`<name>:<hex of postcard(key)>`, postcard values, empty = negative).
 
 mod builder;
+mod resend;
 mod ring_reply;
 mod routing;
 mod typed;

@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::resend::{Fate, resendable, unknown_outcome};
 use super::ring_reply::{RingReply, member_rows, ring_reply};
 use super::{ClientBuilder, ClientStats};
 use crate::api::Error;
-use crate::api::client_conn::{ConnOptions, Pool};
-use crate::cluster::replication::{OUTCOME_UNKNOWN, replay_safe_args};
+use crate::api::client_conn::{BatchError, ConnOptions, Pool, Sent};
 use crate::resp::codec::Frame;
 use crate::resp::commands::{KEY_HASH, PLACEMENT};
 use crate::ring::{Ring, RingDigest};
@@ -255,61 +255,139 @@ impl Inner {
         view.resp.get(primary).copied()
     }
 
-    /// Run `cmds` (all for keys routed to the same place) with fallback.
+    /// Run `cmds` (all for keys routed to the same place) with fallback;
+    /// one reply per command, in order.
+    ///
+    /// At the target, a command answered (or answered "outcome unknown")
+    /// keeps its reply; one answered with a plain `TRYAGAIN` (it did not
+    /// run) is sent on to the other members, then the seeds, as is a batch
+    /// that could not be written. A batch written without an answer may
+    /// have run: only what is harmless to run twice goes on, the rest is
+    /// answered "outcome unknown". Nothing goes on that a later command of
+    /// the batch which ran, or may have, writes a key of ([`resendable`]).
     pub(super) async fn run_at(
         &self,
         target: Option<SocketAddr>,
         cmds: &[Vec<Bytes>],
     ) -> Result<Vec<Frame>, Error> {
         let view = self.view();
+        let mut out: Vec<Option<Frame>> = vec![None; cmds.len()];
+        // Input positions still without a final reply, in order.
+        let mut pending: Vec<usize> = (0..cmds.len()).collect();
+        let mut last = Error::Unavailable("no reachable node".into());
         if let Some(addr) = target {
             match self.pool(addr).batch(cmds).await {
-                // A reply that says a command may have run is final unless
-                // the whole batch is harmless to run twice: sent again
-                // elsewhere, it would run that command a second time.
-                Ok(replies)
-                    if !replies.iter().any(is_tryagain)
-                        || (replies.iter().any(is_outcome_unknown)
-                            && !cmds.iter().all(|c| replay_safe_args(c))) =>
-                {
-                    self.stats
-                        .routed
-                        .fetch_add(cmds.len() as u64, Ordering::Relaxed);
-                    return Ok(replies);
+                Ok(replies) => {
+                    let fates: Vec<Fate> = replies.iter().map(Fate::of_reply).collect();
+                    let again = resendable(cmds, &fates);
+                    pending = settle(&mut out, 0..cmds.len(), replies, &again)?;
                 }
-                Ok(_) | Err(_) => {
-                    let _ = self.refresh().await;
+                Err(e) => {
+                    pending = self.after_failure(addr, cmds, &mut out, &pending, &e);
+                    last = e.error;
                 }
             }
+            self.stats
+                .routed
+                .fetch_add((cmds.len() - pending.len()) as u64, Ordering::Relaxed);
+            if !pending.is_empty() {
+                let _ = self.refresh().await;
+            }
         }
-        let mut last = Error::Unavailable("no reachable node".into());
         for addr in self.candidates(&view) {
+            if pending.is_empty() {
+                break;
+            }
             if Some(addr) == target {
                 continue;
             }
-            match self.pool(addr).batch(cmds).await {
+            let batch: Vec<Vec<Bytes>> = pending
+                .iter()
+                .filter_map(|&i| cmds.get(i).cloned())
+                .collect();
+            match self.pool(addr).batch(&batch).await {
                 Ok(replies) => {
+                    // A fallback's replies are final, TRYAGAIN or not.
                     self.stats
                         .fallbacks
-                        .fetch_add(cmds.len() as u64, Ordering::Relaxed);
-                    return Ok(replies);
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    let final_ = vec![false; batch.len()];
+                    settle(&mut out, pending.iter().copied(), replies, &final_)?;
+                    pending.clear();
                 }
-                Err(e) => last = e,
+                Err(e) => {
+                    pending = self.after_failure(addr, &batch, &mut out, &pending, &e);
+                    last = e.error;
+                }
             }
         }
-        Err(last)
+        if out.iter().all(Option::is_none) {
+            // No node took any of it.
+            return Err(last);
+        }
+        // Commands no node answered keep the last word they got (a plain
+        // TRYAGAIN, "outcome unknown"), or say why none took them.
+        let unreachable = format!("TRYAGAIN no node reachable: {last}");
+        Ok(out
+            .into_iter()
+            .map(|f| f.unwrap_or_else(|| Frame::Error(Bytes::from(unreachable.clone()))))
+            .collect())
+    }
+
+    /// `batch` (the commands at input positions `pending`) failed at
+    /// `addr`: once written, each command may have run and is answered
+    /// "outcome unknown" unless another node answers it; the positions that
+    /// may go on to another node, in order.
+    fn after_failure(
+        &self,
+        addr: SocketAddr,
+        batch: &[Vec<Bytes>],
+        out: &mut [Option<Frame>],
+        pending: &[usize],
+        e: &BatchError,
+    ) -> Vec<usize> {
+        tracing::debug!(%addr, error = %e.error, sent = ?e.sent, "client batch failed");
+        if e.sent == Sent::No {
+            return pending.to_vec();
+        }
+        let again = resendable(batch, &vec![Fate::MaybeRan; batch.len()]);
+        let why = e.error.to_string();
+        let mut next = Vec::new();
+        for (&i, again) in pending.iter().zip(again) {
+            // What it says if no other node answers it.
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(unknown_outcome(&addr, &why));
+            }
+            if again {
+                next.push(i);
+            }
+        }
+        next
     }
 }
 
-fn is_tryagain(f: &Frame) -> bool {
-    matches!(f, Frame::Error(e) if e.starts_with(b"TRYAGAIN"))
-}
-
-/// `TRYAGAIN ... outcome unknown`: a node forwarded the command (or a
-/// transaction) and got no answer; it may have run.
-fn is_outcome_unknown(f: &Frame) -> bool {
-    matches!(f, Frame::Error(e) if e.starts_with(OUTCOME_UNKNOWN.as_bytes())
-        || e.starts_with(b"TRYAGAIN transaction outcome unknown"))
+/// Store `replies` (to the commands at input positions `positions`) in
+/// `out`; the positions marked in `again` (their reply stands only if no
+/// other node answers them), in order.
+fn settle(
+    out: &mut [Option<Frame>],
+    positions: impl Iterator<Item = usize>,
+    replies: Vec<Frame>,
+    again: &[bool],
+) -> Result<Vec<usize>, Error> {
+    if replies.len() != again.len() {
+        return Err(Error::Server("wrong reply count".into()));
+    }
+    let mut next = Vec::new();
+    for ((i, reply), again) in positions.zip(replies).zip(again) {
+        if *again {
+            next.push(i);
+        }
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(reply);
+        }
+    }
+    Ok(next)
 }
 
 fn text_of(f: &Frame) -> Result<String, Error> {
