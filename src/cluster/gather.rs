@@ -255,6 +255,21 @@ pub(crate) async fn split(
     if let Some(unknown) = replies.iter().find(|r| is_unknown(r)) {
         return unknown.clone();
     }
+    // So does a part that did not run next to one that did, unless the
+    // command is harmless to run again whole (MGET, MSET, EXISTS): a retry
+    // of a DEL would count the keys it already deleted as absent.
+    let ran = replies.iter().any(|r| !r.starts_with(b"-"));
+    if let Some(not_run) = replies.iter().find(|r| r.starts_with(b"-TRYAGAIN"))
+        && ran
+        && !replay_safe_args(&args)
+    {
+        let why = String::from_utf8_lossy(not_run.get(1..).unwrap_or_default());
+        let msg = format!(
+            "{OUTCOME_UNKNOWN}: part of the command ran, part did not ({}); check before retrying",
+            why.trim_end()
+        );
+        return error_bytes(proto, &msg);
+    }
     let frames: Vec<Frame> = replies.iter().map(frame_of).collect();
     if let Some(err) = frames.iter().find(|f| matches!(f, Frame::Error(_))) {
         return encode(err, proto);
