@@ -6,7 +6,6 @@
 
 mod replication_support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,8 +19,8 @@ use shoal::resp::hook::ClusterHook;
 use shoal::resp::multi::{Unit, UnitOutcome};
 use shoal::resp::system_clock;
 use shoal::store::{PartitionId, UnixMillis, partition_of};
-use shoal::transport::mem::{MemNetwork, MemTransport};
-use shoal::transport::{BoxFuture, NodeName, PeerAddr, RequestHandler, Transport, TransportError};
+use shoal::transport::mem::MemNetwork;
+use shoal::transport::{NodeName, PeerAddr};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -245,60 +244,6 @@ async fn peer_units_and_stamps_for_a_partition_not_held_here_are_refused() {
     }
 }
 
-/// Node 1's transport: the in-memory one, except that while `lose` is set
-/// the answer of node 2 to a transaction unit is dropped after node 2 ran
-/// it, as when the answer does not come back in time.
-struct LoseUnitAnswers {
-    /// The real transport.
-    inner: Arc<MemTransport>,
-    /// Drop units' answers.
-    lose: Arc<AtomicBool>,
-}
-
-impl Transport for LoseUnitAnswers {
-    fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr()
-    }
-
-    fn send_datagram(&self, to: &PeerAddr, payload: Bytes) {
-        self.inner.send_datagram(to, payload)
-    }
-
-    fn prepare(&self, to: &PeerAddr) {
-        self.inner.prepare(to)
-    }
-
-    fn set_request_handler(&self, handler: RequestHandler) {
-        self.inner.set_request_handler(handler)
-    }
-
-    fn request(
-        &self,
-        to: &PeerAddr,
-        payload: Bytes,
-    ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
-        let lost = self.lose.load(Ordering::SeqCst)
-            && to.addr == addr(2)
-            && matches!(
-                decode::<Request>("shoal", &payload),
-                Ok(Request::Txn { .. })
-            );
-        let addr = to.addr;
-        let answer = self.inner.request(to, payload);
-        Box::pin(async move {
-            let answer = answer.await;
-            if lost {
-                return Err(TransportError::Timeout(addr));
-            }
-            answer
-        })
-    }
-
-    fn shutdown(&self) -> BoxFuture<'static, ()> {
-        self.inner.shutdown()
-    }
-}
-
 /// A unit the primary ran but whose answer was lost (a timeout: the
 /// outcome is unknown) is not sent to another replica as the acting
 /// primary, where it would run a second time: EXEC answers `-TRYAGAIN
@@ -308,9 +253,19 @@ async fn a_unit_whose_answer_is_lost_does_not_run_again_on_another_replica() {
     let net = MemNetwork::new();
     let lose = Arc::new(AtomicBool::new(false));
     let (transport, incoming) = net.add_node(&name(1), addr(1));
-    let wrapped = Arc::new(LoseUnitAnswers {
+    // While `lose` is set, node 2's answer to a unit is lost after node 2
+    // ran it, as when the answer does not come back in time.
+    let lost = lose.clone();
+    let wrapped = Arc::new(Intercepted {
         inner: transport,
-        lose: lose.clone(),
+        hook: move |to: &PeerAddr, payload: &Bytes| {
+            let unit = matches!(decode::<Request>("shoal", payload), Ok(Request::Txn { .. }));
+            if lost.load(Ordering::SeqCst) && to.addr == addr(2) && unit {
+                Intercept::LoseAnswer
+            } else {
+                Intercept::Pass
+            }
+        },
     });
     let mut nodes = vec![
         Node::start_with(config(1, 2), system_clock(), wrapped, incoming)

@@ -9,20 +9,19 @@
 mod common;
 mod replication_support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Raw, simple};
-use replication_support::{PARTITIONS, addr, config, converge, name};
+use replication_support::{Intercept, Intercepted, PARTITIONS, addr, config, converge, name};
 use shoal::node::Node;
 use shoal::proto::{Request, Response, decode, encode};
 use shoal::resp::ManualClock;
 use shoal::resp::codec::Frame;
 use shoal::store::{UnixMillis, partition_of};
-use shoal::transport::mem::{MemNetwork, MemTransport};
-use shoal::transport::{BoxFuture, PeerAddr, RequestHandler, Transport, TransportError};
+use shoal::transport::mem::MemNetwork;
+use shoal::transport::{PeerAddr, Transport};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -39,7 +38,18 @@ async fn cluster(
     for i in 1..=3 {
         let (transport, incoming) = net.add_node(&name(i), addr(i));
         let transport: Arc<dyn Transport> = if i == 1 && old_peers {
-            Arc::new(OldPeers { inner: transport })
+            // Every peer answers `WatchStamps` as a build that does not
+            // know it (its body does not decode: `Refused`), running nothing.
+            Arc::new(Intercepted {
+                inner: transport,
+                hook: |_: &PeerAddr, payload: &Bytes| match decode::<Request>("shoal", payload) {
+                    Ok(Request::WatchStamps { .. }) => Intercept::Answer(encode(
+                        "shoal",
+                        &Response::Refused("malformed body: unknown variant".into()),
+                    )),
+                    _ => Intercept::Pass,
+                },
+            })
         } else {
             transport
         };
@@ -159,49 +169,6 @@ async fn at_r1_a_key_created_after_watch_and_gone_again_aborts_exec() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_r2_a_key_created_after_watch_and_gone_again_aborts_exec() {
     created_and_gone_again_aborts(2).await;
-}
-
-/// Node 1's transport: the in-memory one, except that every peer answers
-/// `WatchStamps` as a build that does not know it (its body does not
-/// decode: `Refused`), without running anything.
-struct OldPeers {
-    /// The real transport.
-    inner: Arc<MemTransport>,
-}
-
-impl Transport for OldPeers {
-    fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr()
-    }
-
-    fn send_datagram(&self, to: &PeerAddr, payload: Bytes) {
-        self.inner.send_datagram(to, payload)
-    }
-
-    fn prepare(&self, to: &PeerAddr) {
-        self.inner.prepare(to)
-    }
-
-    fn set_request_handler(&self, handler: RequestHandler) {
-        self.inner.set_request_handler(handler)
-    }
-
-    fn request(
-        &self,
-        to: &PeerAddr,
-        payload: Bytes,
-    ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
-        if let Ok(Request::WatchStamps { .. }) = decode::<Request>("shoal", &payload) {
-            let refusal = Response::Refused("malformed body: unknown variant".into());
-            let answer = encode("shoal", &refusal);
-            return Box::pin(async move { Ok(answer) });
-        }
-        self.inner.request(to, payload)
-    }
-
-    fn shutdown(&self) -> BoxFuture<'static, ()> {
-        self.inner.shutdown()
-    }
 }
 
 /// Through a node whose peers are older builds: WATCH still works (asked

@@ -166,3 +166,67 @@ pub fn every_copy_holds(nodes: &[&Node], acked: &[(String, String)]) {
         }
     }
 }
+
+/// What [`Intercepted`] does with one request.
+pub enum Intercept {
+    /// Send it on as usual.
+    Pass,
+    /// Do not send it; answer these bytes.
+    Answer(Bytes),
+    /// Send it (the peer acts on it), then lose the answer: a timeout.
+    LoseAnswer,
+}
+
+/// A node's transport that lets a test decide, request by request (by
+/// destination and bytes), whether it passes, is answered here, or has its
+/// answer lost; everything else goes to the in-memory transport.
+pub struct Intercepted<F> {
+    /// The real transport.
+    pub inner: std::sync::Arc<shoal::transport::mem::MemTransport>,
+    /// The decision.
+    pub hook: F,
+}
+
+impl<F> shoal::transport::Transport for Intercepted<F>
+where
+    F: Fn(&shoal::transport::PeerAddr, &Bytes) -> Intercept + Send + Sync + 'static,
+{
+    fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr()
+    }
+
+    fn send_datagram(&self, to: &shoal::transport::PeerAddr, payload: Bytes) {
+        self.inner.send_datagram(to, payload)
+    }
+
+    fn prepare(&self, to: &shoal::transport::PeerAddr) {
+        self.inner.prepare(to)
+    }
+
+    fn set_request_handler(&self, handler: shoal::transport::RequestHandler) {
+        self.inner.set_request_handler(handler)
+    }
+
+    fn request(
+        &self,
+        to: &shoal::transport::PeerAddr,
+        payload: Bytes,
+    ) -> shoal::transport::BoxFuture<'static, Result<Bytes, shoal::transport::TransportError>> {
+        let addr = to.addr;
+        match (self.hook)(to, &payload) {
+            Intercept::Pass => self.inner.request(to, payload),
+            Intercept::Answer(bytes) => Box::pin(async move { Ok(bytes) }),
+            Intercept::LoseAnswer => {
+                let answer = self.inner.request(to, payload);
+                Box::pin(async move {
+                    let _ = answer.await;
+                    Err(shoal::transport::TransportError::Timeout(addr))
+                })
+            }
+        }
+    }
+
+    fn shutdown(&self) -> shoal::transport::BoxFuture<'static, ()> {
+        self.inner.shutdown()
+    }
+}
