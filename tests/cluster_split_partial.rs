@@ -3,6 +3,7 @@
 //! and another did not, a command that is not harmless to run again whole
 //! (DEL) answers `-TRYAGAIN outcome unknown ...` rather than a plain
 //! `-TRYAGAIN` that invites a retry; MSET and MGET keep the plain one.
+//! And at R = 1, a single command whose answer was lost.
 
 mod replication_support;
 
@@ -70,6 +71,23 @@ async fn a_split_command_that_partly_ran_does_not_invite_a_blind_retry() {
     assert!(reply.starts_with(b"-TRYAGAIN owner"), "{reply:?}");
 
     net.heal(&name(1), &name(2));
+
+    // At R = 1 a single command whose answer is lost: a read may be retried
+    // (plain TRYAGAIN), an INCR may have run (outcome unknown, not retried).
+    let counter = key_on(&nodes[0], "n", 3);
+    let set = command(&nodes[0], &[b"SET", counter.as_bytes(), b"5"]).await;
+    assert_eq!(set, "+OK\r\n");
+    net.lose_replies(&name(1), &name(3));
+    let reply = command(&nodes[0], &[b"GET", counter.as_bytes()]).await;
+    assert!(
+        reply.starts_with(b"-TRYAGAIN owner n3 gave no answer"),
+        "{reply:?}"
+    );
+    let reply = command(&nodes[0], &[b"INCR", counter.as_bytes()]).await;
+    assert!(reply.starts_with(b"-TRYAGAIN outcome unknown"), "{reply:?}");
+    net.keep_replies(&name(1), &name(3));
+    let reply = command(&nodes[0], &[b"GET", counter.as_bytes()]).await;
+    assert_eq!(reply, "$1\r\n6\r\n", "the INCR ran once");
     for n in nodes {
         n.shutdown().await;
     }

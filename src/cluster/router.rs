@@ -249,8 +249,6 @@ impl Router {
             return error_bytes(proto, &format!("TRYAGAIN no address for owner {owner}"));
         };
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-        // Harmless to run twice: a caller may retry it after no answer.
-        let again = replay_safe_args(&args);
         let req = Request::Command {
             digest: st.digest().0,
             hops,
@@ -270,7 +268,10 @@ impl Router {
             Err(e) if e.maybe_delivered() => {
                 self.stats.forward_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%owner, error = %e, "forward may have run");
-                if again {
+                // Harmless to run twice: a caller may retry it.
+                if let Request::Command { args, .. } = &req
+                    && replay_safe_args(args)
+                {
                     return error_bytes(
                         proto,
                         &format!("TRYAGAIN owner {owner} gave no answer: {e}"),
