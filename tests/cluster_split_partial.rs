@@ -7,6 +7,7 @@
 
 mod replication_support;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use replication_support::*;
@@ -86,6 +87,15 @@ async fn a_split_command_that_partly_ran_does_not_invite_a_blind_retry() {
     let reply = command(&nodes[0], &[b"INCR", counter.as_bytes()]).await;
     assert!(reply.starts_with(b"-TRYAGAIN outcome unknown"), "{reply:?}");
     net.keep_replies(&name(1), &name(3));
+    // The DEL and the INCR, on the node that answered them.
+    let stats = &nodes[0].router().expect("cluster mode").stats;
+    assert_eq!(stats.forward_unknown.load(Ordering::Relaxed), 2);
+    let router = nodes[0].router().expect("cluster mode").clone();
+    let info = shoal::resp::hook::ClusterHook::info_cluster(router.as_ref());
+    assert!(
+        info.contains("cluster_forward_outcome_unknown:2\r\n"),
+        "{info}"
+    );
     let reply = command(&nodes[0], &[b"GET", counter.as_bytes()]).await;
     assert_eq!(reply, "$1\r\n6\r\n", "the INCR ran once");
     for n in nodes {

@@ -298,7 +298,7 @@ async fn send_group(
             let repl = replicating(router, st);
             for (q, again) in cmds.into_iter().zip(again) {
                 let reply = if !again {
-                    unknown_outcome(proto, owner, &why)
+                    unknown_outcome(stats, proto, owner, &why)
                 } else if repl {
                     failover(router, st, owner, q, proto).await
                 } else {
@@ -377,7 +377,7 @@ async fn failover(
         match router.send(st, next, &req).await {
             Ok(Response::Reply(bytes)) => return bytes,
             Err(e) if e.maybe_delivered && !replay_safe(q.spec, &q.args) => {
-                return unknown_outcome(proto, next, &e.why);
+                return unknown_outcome(&router.stats, proto, next, &e.why);
             }
             _ => {}
         }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
@@ -263,6 +264,7 @@ pub(crate) async fn split(
         && ran
         && !replay_safe_args(&args)
     {
+        router.stats.forward_unknown.fetch_add(1, Ordering::Relaxed);
         let why = String::from_utf8_lossy(not_run.get(1..).unwrap_or_default());
         let msg = format!(
             "{OUTCOME_UNKNOWN}: part of the command ran, part did not ({}); check before retrying",

@@ -70,6 +70,7 @@ pub(crate) fn info_cluster(router: &Router) -> String {
         "cluster_forwarded:{}\r\n\
          cluster_forward_batches:{}\r\n\
          cluster_forward_errors:{}\r\n\
+         cluster_forward_outcome_unknown:{}\r\n\
          cluster_split_commands:{}\r\n\
          cluster_aggregated_commands:{}\r\n\
          cluster_peer_requests_served:{}\r\n\
@@ -78,6 +79,7 @@ pub(crate) fn info_cluster(router: &Router) -> String {
         ld(&rs.forwarded),
         ld(&rs.forward_batches),
         ld(&rs.forward_errors),
+        ld(&rs.forward_unknown),
         ld(&rs.split),
         ld(&rs.aggregated),
         ld(&rs.served),

@@ -47,6 +47,9 @@ pub struct RouterStats {
     pub forward_batches: AtomicU64,
     /// Forwards that failed (peer unreachable, timeout, refused).
     pub forward_errors: AtomicU64,
+    /// Forwarded commands answered `-TRYAGAIN outcome unknown`: sent, no
+    /// answer came, and not run again (they may have run once).
+    pub forward_unknown: AtomicU64,
     /// Multi-key commands split over several owners.
     pub split: AtomicU64,
     /// Cluster-wide commands run on every member.
@@ -262,7 +265,7 @@ impl Router {
                 Ok(answer) => Ok(answer),
                 Err(e) => {
                     self.stats.forward_errors.fetch_add(1, Ordering::Relaxed);
-                    return unknown_outcome(proto, owner, &format!("bad answer: {e}"));
+                    return unknown_outcome(&self.stats, proto, owner, &format!("bad answer: {e}"));
                 }
             },
             Err(e) if e.maybe_delivered() => {
@@ -277,7 +280,7 @@ impl Router {
                         &format!("TRYAGAIN owner {owner} gave no answer: {e}"),
                     );
                 }
-                return unknown_outcome(proto, owner, &e.to_string());
+                return unknown_outcome(&self.stats, proto, owner, &e.to_string());
             }
             Err(e) => Err(format!("owner {owner} unreachable: {e}")),
         };

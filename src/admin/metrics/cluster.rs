@@ -64,6 +64,12 @@ pub(super) fn cluster_metrics(c: &ClusterSources, e: &mut DescriptorEncoder) -> 
     )?;
     counter(
         e,
+        "shoal_forward_outcome_unknown",
+        "Forwarded commands answered 'outcome unknown': sent, no answer, not run again.",
+        load(&r.forward_unknown),
+    )?;
+    counter(
+        e,
         "shoal_split_commands",
         "Multi-key commands split over owners.",
         load(&r.split),

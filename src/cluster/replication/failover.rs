@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::first_partition;
-use crate::cluster::router::{Router, error_bytes};
+use crate::cluster::router::{Router, RouterStats, error_bytes};
 use crate::cluster::state::ClusterState;
 use crate::proto::{Request, Response};
 use crate::resp::codec::Proto;
@@ -55,7 +55,7 @@ impl Router {
                 self.stats.forward_errors.fetch_add(1, Ordering::Relaxed);
                 if e.maybe_delivered && !replay_safe(spec, &args) {
                     tracing::debug!(%owner, error = %e, "forward may have run; not failing over");
-                    return unknown_outcome(proto, owner, &e.why);
+                    return unknown_outcome(&self.stats, proto, owner, &e.why);
                 }
                 tracing::debug!(%owner, error = %e, "primary unreachable; failing over");
             }
@@ -100,7 +100,7 @@ impl Router {
             match self.send(st, next, &req).await {
                 Ok(Response::Reply(bytes)) => return bytes,
                 Err(e) if e.maybe_delivered && !replay_safe_args(&args) => {
-                    return unknown_outcome(proto, next, &e.why);
+                    return unknown_outcome(&self.stats, proto, next, &e.why);
                 }
                 _ => {}
             }
@@ -113,8 +113,15 @@ impl Router {
 /// answer came) starts. The command is not run again elsewhere.
 pub(crate) const OUTCOME_UNKNOWN: &str = "TRYAGAIN outcome unknown";
 
-/// The reply to a command that `node` may have run without answering.
-pub(crate) fn unknown_outcome(proto: Proto, node: &NodeName, why: &str) -> Bytes {
+/// The reply to a command that `node` may have run without answering,
+/// counted in `stats`.
+pub(crate) fn unknown_outcome(
+    stats: &RouterStats,
+    proto: Proto,
+    node: &NodeName,
+    why: &str,
+) -> Bytes {
+    stats.forward_unknown.fetch_add(1, Ordering::Relaxed);
     error_bytes(
         proto,
         &format!(
